@@ -1,0 +1,1 @@
+"""Lab fixtures (real libvirtd, sanlock, LVM, netns, vdsmd): being written."""

@@ -1,0 +1,1 @@
+"""Wire adapters: one module per namespace, the only layer that knows wire quirks."""

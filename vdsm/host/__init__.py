@@ -1,0 +1,1 @@
+"""Host facts for the engine: capabilities, statistics, hardware identity."""

@@ -1,0 +1,1 @@
+"""Transport: listener, STOMP, HTTP, JSON-RPC dispatch, event delivery."""

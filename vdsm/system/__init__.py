@@ -1,0 +1,1 @@
+"""Thin async adapters, one per external system (libvirt, sanlock, lvm, netlink...)."""
