@@ -137,7 +137,9 @@ class Sanlock:
 class Paths:
     state_dir: Path = option(path, Path("/var/lib/vdsm"), "Persistent state")
     run_dir: Path = option(path, Path("/run/vdsm"), "Runtime state (client.log, launch flags)")
-    hooks_dir: Path = option(path, Path("/usr/libexec/vdsm/hooks"), "Hook scripts, one dir per point")
+    hooks_dir: Path = option(
+        path, Path("/usr/libexec/vdsm/hooks"), "Hook scripts, one dir per point"
+    )
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,18 @@ class Rpc:
         integer(1024), 64 * 1024 * 1024, "Unsent bytes a client may leave queued before it is cut"
     )
     max_batch_size: int = option(integer(1), 1000, "Most requests in one JSON-RPC batch")
-    handshake_timeout: float = option(number(0.1), 10.0, "Seconds to finish TLS and send a first byte")
-    event_queue_size: int = option(integer(1), 1000, "Events queued per slow consumer before dropping")
-    call_timeout: float = option(number(0.1), 600.0, "Seconds a verb may run before it is abandoned")
+    handshake_timeout: float = option(
+        number(0.1), 10.0, "Seconds to finish TLS and send a first byte"
+    )
+    stall_timeout: float = option(
+        number(0.1), 60.0, "Seconds a client may leave its replies unread before it is cut"
+    )
+    event_queue_size: int = option(
+        integer(1), 1000, "Events queued per slow consumer before dropping"
+    )
+    call_timeout: float = option(
+        number(0.1), 600.0, "Seconds a verb may run before it is abandoned"
+    )
 
 
 @dataclass(frozen=True)
@@ -192,8 +203,15 @@ class Config:
 
 
 _SECTION_TYPES: dict[str, type] = {
-    "vars": Vars, "addresses": Addresses, "irs": Irs, "sanlock": Sanlock, "paths": Paths,
-    "logging": Logging, "libvirt": Libvirt, "rpc": Rpc, "devel": Devel,
+    "vars": Vars,
+    "addresses": Addresses,
+    "irs": Irs,
+    "sanlock": Sanlock,
+    "paths": Paths,
+    "logging": Logging,
+    "libvirt": Libvirt,
+    "rpc": Rpc,
+    "devel": Devel,
 }
 
 
@@ -268,4 +286,3 @@ def describe() -> list[tuple[str, str, Any, str]]:
         for f in dataclasses.fields(section_type):
             rows.append((name, f.name, f.default, f.metadata["doc"]))
     return rows
-

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from enum import Enum
+from enum import StrEnum
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     STARTING = "starting"
     RECOVERING = "recovering"
     READY = "ready"

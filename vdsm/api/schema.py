@@ -38,7 +38,9 @@ from vdsm.errors import InvalidParams
 SCHEMA_FILE = Path(__file__).with_name("vdsm-api.yml")
 
 _NO_DEFAULT = object()
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 _INT_RE = re.compile(r"^[+-]?\d+$")
 
 Coercer = Callable[[Any, str], Any]

@@ -1,1 +1,1 @@
-"""network"""
+"""Host networking: setupNetworks, persistence, connectivity checks, reports."""

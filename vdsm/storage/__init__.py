@@ -1,1 +1,1 @@
-"""storage"""
+"""Storage: repository, domains, pool, SPM, tasks."""

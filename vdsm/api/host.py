@@ -1,0 +1,79 @@
+"""The `Host` namespace (upstream's `Global`): one method per verb, wire names."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from vdsm import context, logutils
+from vdsm.jobs import JobRegistry
+from vdsm.network.connectivity import ConnectivityMonitor
+from vdsm.storage.tasks import TaskRegistry
+
+log = logging.getLogger("vdsm.api.host")
+
+
+class HostFacts(Protocol):
+    """What vdsm.host.HostInfo offers the API."""
+
+    async def capabilities(self, client_address: str = "") -> dict[str, Any]: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+    async def hardware_info(self) -> dict[str, str]: ...
+
+
+class HostAPI:
+    NAMESPACE = "Host"
+
+    def __init__(
+        self,
+        *,
+        facts: HostFacts,
+        connectivity: ConnectivityMonitor,
+        tasks: TaskRegistry,
+        jobs: JobRegistry,
+    ) -> None:
+        self.facts = facts
+        self.connectivity = connectivity
+        self.tasks = tasks
+        self.jobs = jobs
+
+    async def ping(self) -> None:
+        await self.connectivity.confirm()
+
+    async def ping2(self) -> None:
+        return None
+
+    async def confirmConnectivity(self) -> None:
+        await self.connectivity.confirm()
+
+    async def echo(self, message: str) -> str:
+        log.info("echo: %s", message)
+        return message
+
+    async def setLogLevel(self, level: str, name: str) -> None:
+        logutils.set_level(level, name)
+        log.info("log level of %s set to %s", name or "the root logger", level)
+
+    async def getHardwareInfo(self) -> dict[str, str]:
+        return await self.facts.hardware_info()
+
+    async def getCapabilities(self) -> dict[str, Any]:
+        ctx = context.current()
+        return await self.facts.capabilities(client_address=ctx.local_address if ctx else "")
+
+    async def getStats(self) -> dict[str, Any]:
+        return await self.facts.stats()
+
+    async def getAllTasksStatuses(self) -> dict[str, Any]:
+        return self.tasks.statuses()
+
+    async def getAllTasksInfo(self) -> dict[str, Any]:
+        return self.tasks.infos()
+
+    async def getAllTasks(self) -> dict[str, Any]:
+        return self.tasks.details()
+
+    async def getJobs(self, job_type: str | None, job_ids: list[str]) -> dict[str, Any]:
+        return self.jobs.info(job_type, job_ids)

@@ -1,0 +1,356 @@
+"""vdsmd: the composition root.
+
+Reads the configuration, builds every component from it, serves the management port,
+runs the background loops in one TaskGroup, and stops cleanly on SIGTERM/SIGINT.
+
+Start-up order: bind the port (READY=1 to the service manager as soon as requests are
+answered), then recover (every verb but the ping family answers 99 meanwhile), then
+ready (events flow).  Recovery after a crash is the normal start path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from vdsm import __version__, logutils
+from vdsm import config as configuration
+from vdsm.config import Config
+from vdsm.errors import ConfigError
+from vdsm.events import EventBus
+from vdsm.lifecycle import Lifecycle, Phase
+from vdsm.system.systemd import Notifier
+
+log = logging.getLogger("vdsm.daemon")
+
+
+class StartupError(Exception):
+    """The daemon cannot start (port taken, TLS files missing...)."""
+
+
+class Daemon:
+    def __init__(self, config: Config, *, developer_mode: bool = False) -> None:
+        self.config = config
+        self.developer_mode = developer_mode
+        self.lifecycle = Lifecycle()
+        self.bus = EventBus()
+        self.notifier = Notifier()
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- composition ---------------------------------------------------------------------
+
+    def _prepare_directories(self) -> None:
+        paths = self.config.paths
+        for directory in (paths.run_dir, paths.state_dir, paths.hooks_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    async def _build(self) -> None:
+        # Imported here so that a configuration error is reported before the heavier
+        # imports, and `vdsmd --help` stays instant.
+        from aiohttp import web
+
+        from vdsm.api import registry, schema
+        from vdsm.api.host import HostAPI
+        from vdsm.host.capabilities import HostInfo
+        from vdsm.jobs import JobRegistry
+        from vdsm.network.connectivity import ConnectivityMonitor
+        from vdsm.network.monitor import NetworkChangeMonitor
+        from vdsm.rpc.http import HttpApi
+        from vdsm.rpc.jsonrpc import Dispatcher
+        from vdsm.rpc.listener import Listener, TlsFiles, server_ssl_context
+        from vdsm.rpc.metrics import Metrics
+        from vdsm.rpc.stomp import Limits
+        from vdsm.rpc.stomp_server import ServerSettings, StompBroker
+        from vdsm.storage.tasks import TaskRegistry
+        from vdsm.system.libvirt import Libvirt
+        from vdsm.system.netlink import Netlink
+
+        cfg = self.config
+        self.metrics = metrics = Metrics()
+        metrics.register(
+            "vdsm_events_published_total",
+            "counter",
+            "Notifications published.",
+            lambda: self.bus.published,
+        )
+        metrics.register(
+            "vdsm_events_dropped_total",
+            "counter",
+            "Notifications a slow consumer could not take.",
+            lambda: self.bus.dropped,
+        )
+        metrics.register(
+            "vdsm_ready",
+            "gauge",
+            "1 once start-up recovery has finished.",
+            lambda: 1 if self.lifecycle.is_ready else 0,
+        )
+
+        self.libvirt = Libvirt(cfg.libvirt.uri, cfg.libvirt.timeout)
+        self.netlink = Netlink()
+        self.host_info = HostInfo(
+            libvirt=self.libvirt,
+            netlink=self.netlink,
+            hooks_dir=cfg.paths.hooks_dir,
+            host_id_file=cfg.paths.state_dir / "vdsm.id",
+            uptime=lambda: self.lifecycle.uptime,
+        )
+        self.network_monitor = NetworkChangeMonitor(self.bus, self.netlink, self.host_info)
+        connectivity = ConnectivityMonitor(cfg.paths.run_dir)
+        apis = [
+            HostAPI(
+                facts=self.host_info,
+                connectivity=connectivity,
+                tasks=TaskRegistry(),
+                jobs=JobRegistry(),
+            )
+        ]
+        table = registry.build(schema.load(), apis)
+        dispatcher = Dispatcher(
+            table,
+            self.lifecycle,
+            metrics,
+            max_batch_size=cfg.rpc.max_batch_size,
+            call_timeout=cfg.rpc.call_timeout,
+        )
+        self.broker = StompBroker(
+            dispatcher.handle,
+            metrics,
+            ServerSettings(
+                limits=Limits(
+                    max_frame_size=cfg.rpc.max_frame_size,
+                    max_header_count=cfg.rpc.max_header_count,
+                    max_header_length=cfg.rpc.max_header_length,
+                ),
+                max_pending_bytes=cfg.rpc.max_pending_bytes,
+                stall_timeout=cfg.rpc.stall_timeout,
+            ),
+        )
+        self.bus.subscribe(self.broker.deliver_event)
+        self.http = HttpApi(
+            dispatcher,
+            self.lifecycle,
+            metrics,
+            self.bus,
+            max_body_size=cfg.rpc.max_frame_size,
+            event_queue_size=cfg.rpc.event_queue_size,
+        )
+        self.http_runner = web.AppRunner(
+            self.http.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
+        )
+        await self.http_runner.setup()
+        server = self.http_runner.server
+        assert server is not None
+        ssl_context = None
+        if cfg.vars.ssl:
+            try:
+                ssl_context = server_ssl_context(
+                    TlsFiles(cfg.vars.key_file, cfg.vars.cert_file, cfg.vars.ca_file)
+                )
+            except (OSError, ValueError) as e:
+                raise StartupError(f"cannot set up TLS: {e}") from None
+        self.listener = Listener(
+            broker=self.broker,
+            http_factory=server,
+            metrics=metrics,
+            ssl_context=ssl_context,
+            max_connections=cfg.rpc.max_connections,
+            handshake_timeout=cfg.rpc.handshake_timeout,
+        )
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._request_stop, signum)
+        self._prepare_directories()
+        await self._build()
+        address = await self._serve()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._spawn(group, self._recover(), "recovery")
+                self._spawn(group, self.host_info.sample_forever(), "host stats sampler")
+                self._spawn(group, self.network_monitor.run(), "network monitor")
+                if self.notifier.watchdog_interval:
+                    self._spawn(group, self._watchdog(self.notifier.watchdog_interval), "watchdog")
+                self._announce(address)
+                await self._stop.wait()
+                await self._shutdown()
+                for task in self._background:
+                    task.cancel()
+        finally:
+            await self._release()
+
+    def _spawn(self, group: asyncio.TaskGroup, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._background.append(group.create_task(coro, name=name))
+
+    async def _serve(self) -> tuple[str, int]:
+        cfg = self.config.addresses
+        try:
+            host, port = await self.listener.start(cfg.management_ip, cfg.management_port)
+        except OSError as e:
+            raise StartupError(
+                f"cannot listen on {cfg.management_ip}:{cfg.management_port}: {e.strerror or e}"
+            ) from None
+        if cfg.port_file is not None:
+            _write_atomically(cfg.port_file, f"{host}:{port}\n")
+        self.lifecycle.enter(Phase.RECOVERING)
+        self.notifier.notify("READY=1", f"STATUS=serving on {host}:{port}, recovering")
+        return host, port
+
+    def _announce(self, address: tuple[str, int]) -> None:
+        host, port = address
+        tls = "TLS" if self.config.vars.ssl else "plain TCP"
+        log.info("vdsm %s serving on %s:%d (%s)", __version__, host, port, tls)
+        if self.developer_mode:
+            shown = "127.0.0.1" if host in ("::", "0.0.0.0") else host
+            insecure = "" if self.config.vars.ssl else " --insecure"
+            log.info(
+                "talk to it with: .venv/bin/vdsm-client -a %s -p %d%s Host getCapabilities",
+                shown,
+                port,
+                insecure,
+            )
+
+    async def _recover(self) -> None:
+        delay = self.config.devel.recovery_delay
+        if delay:
+            log.info("holding recovery for %.1f s ([devel] recovery_delay)", delay)
+            await asyncio.sleep(delay)
+        await self._connect_libvirt()
+        self.lifecycle.enter(Phase.READY)
+        self.bus.enabled = True
+        self.notifier.notify("STATUS=ready")
+        log.info("recovery finished in %.2f s since start, ready", self.lifecycle.uptime)
+
+    async def _connect_libvirt(self) -> None:
+        from vdsm.system.libvirt import Libvirt, LibvirtError
+
+        try:
+            await self.libvirt.connect()
+            log.info("connected to libvirt at %s", self.libvirt.uri)
+            return
+        except LibvirtError as e:
+            if not self.developer_mode:
+                log.warning(
+                    "libvirt at %s is unreachable (%s); will retry on demand", self.libvirt.uri, e
+                )
+                return
+            log.warning(
+                "libvirt at %s is unreachable (%s): using libvirt's embedded test driver "
+                "test:///default instead; VMs will not really run",
+                self.libvirt.uri,
+                e,
+            )
+        fallback = Libvirt("test:///default", self.config.libvirt.timeout)
+        await fallback.connect()
+        self.libvirt = fallback
+        self.host_info.libvirt = fallback
+
+    async def _watchdog(self, interval: float) -> None:
+        # Runs on the event loop: if the loop is stuck, the pings stop and the service
+        # manager restarts us.
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def _request_stop(self, signum: int) -> None:
+        if not self._stop.is_set():
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self._stop.set()
+
+    async def _shutdown(self) -> None:
+        self.lifecycle.enter(Phase.STOPPING)
+        self.notifier.notify("STOPPING=1")
+        self.bus.enabled = False
+        self.listener.stop_accepting()
+        await self.http.close_websockets()
+        await self.listener.close()
+        await self.http_runner.cleanup()
+
+    async def _release(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.libvirt.close()
+        port_file = self.config.addresses.port_file
+        if port_file is not None:
+            with contextlib.suppress(OSError):
+                port_file.unlink()
+        self.notifier.close()
+        log.info("vdsm stopped")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vdsmd", description="oVirt host agent")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"configuration file (default {configuration.DEFAULT_CONFIG}); "
+        "FILE.d/*.conf drop-ins are read after it",
+    )
+    parser.add_argument(
+        "--dev",
+        nargs="?",
+        const=Path(".run"),
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="developer defaults: plain TCP on 127.0.0.1:54321, all state under DIR "
+        "(default ./.run), /etc/vdsm not read",
+    )
+    parser.add_argument("--version", action="version", version=f"vdsmd {__version__}")
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
+    if args.dev is not None:
+        base = configuration.developer_defaults(args.dev)
+        files = configuration.config_files(args.config) if args.config else []
+    else:
+        base = Config()
+        main = args.config or configuration.DEFAULT_CONFIG
+        if args.config and not args.config.exists():
+            raise ConfigError(str(args.config), "-", "-", "no such file")
+        files = configuration.config_files(main)
+    return configuration.load(files, base)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config, warnings = load_config(args)
+    except ConfigError as e:
+        print(f"vdsmd: configuration error: {e}", file=sys.stderr)
+        return 1
+    logutils.setup(config.logging.level, config.logging.file)
+    for warning in warnings:
+        log.warning("config: %s", warning)
+    try:
+        asyncio.run(Daemon(config, developer_mode=args.dev is not None).run())
+    except StartupError as e:
+        log.error("cannot start: %s", e)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
