@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := python3-venv python3-yaml python3-libvirt python3-sanlock \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
 	sanlock lvm2 iproute2 openssl gcc libc6-dev \
-	linux-image-amd64 busybox-static cpio
+	linux-image-amd64 busybox-static cpio udev kmod
 
 .PHONY: all deps venv run test unit bench lint services services-down clean
 
@@ -49,6 +49,11 @@ services: venv
 
 services-down: venv
 	@$(VPY) -m tests.lab.services down
+
+# The kernel-lab tests only (one guest boot): bonds, VLANs, device-mapper, watchdog.
+.PHONY: lab-check
+lab-check: venv
+	@tools/run-tests --phases lab $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) build *.egg-info

@@ -427,9 +427,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 
 @pytest.fixture
-def vdsmd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+def vdsmd(request: pytest.FixtureRequest, tmp_path: Path,
           ) -> Iterator[Callable[..., VdsmdProcess]]:
-    """`vdsmd(config=None, env=None, start=True)`: a started VdsmdProcess.
+    """`vdsmd(config=None, env=None, start=True)`: a started VdsmdProcess, its files
+    under tmp_path/vdsmdN (N = 0, 1, ... per daemon of the test).
 
     `config` is {section: {key: value}} over the test defaults (plain TCP on 127.0.0.1,
     port 0, libvirt test:///default, sanlock io_timeout 1, every dir under its own root).
@@ -441,7 +442,9 @@ def vdsmd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
     def create(config: Config | None = None, env: dict[str, str] | None = None,
                start: bool = True, start_timeout: float = 30.0) -> VdsmdProcess:
-        daemon = VdsmdProcess(tmp_path_factory.mktemp("vdsmd"), config, env, start_timeout)
+        root = tmp_path / f"vdsmd{len(made)}"
+        root.mkdir()
+        daemon = VdsmdProcess(root, config, env, start_timeout)
         made.append(daemon)
         if start:
             daemon.start()
