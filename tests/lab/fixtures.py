@@ -141,22 +141,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # --- services -------------------------------------------------------------------------
 
 class LabServices:
-    """Starts daemons for this session; `close` stops only those this session started."""
+    """Starts daemons for this session; at the end of the session, the last session
+    using the lab stops the daemons sessions started (tests.lab.services.Session)."""
 
     def __init__(self) -> None:
-        self.started: list[str] = []
+        self.session = services.Session()
+
+    @property
+    def started(self) -> list[str]:
+        return self.session.started
 
     def ensure(self, *names: str, watchdog: bool = False) -> None:
         require_root()
         try:
-            self.started += services.up(names, watchdog=watchdog)
+            self.session.up(names, watchdog=watchdog)
         except services.ServiceError as e:
             pytest.fail(f"lab services {', '.join(names)} could not start:\n{e}", pytrace=False)
 
     def close(self) -> None:
-        if self.started:
-            services.down(self.started)
-            self.started.clear()
+        self.session.close()
 
 
 @pytest.fixture(scope="session")

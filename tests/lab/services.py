@@ -4,16 +4,21 @@
 
 `up` starts each daemon only when it does not already answer, waits until it answers and
 records the PIDs it started in /run/vdsm-lab/started.json; `down` stops only the daemons
-recorded there (a daemon someone else started is left alone); `status` prints who runs
-what and exits 3 when a requested daemon is not answering.  `up` is quiet when nothing
-had to be started.  The same functions are the API the pytest fixtures use.
+recorded there (a daemon someone else started is left alone), and refuses while test
+sessions use them (--force insists); `status` prints who runs what and exits 3 when a
+requested daemon is not answering.  `up` is quiet when nothing had to be started.
+
+Test sessions (pytest fixtures, tools/run-tests) use `Session`: the daemons they start
+are "session" daemons, stopped when the LAST live session closes, so concurrent test
+runs never stop a daemon under each other; a daemon an explicit `services up` started
+(or adopted) stays until `services down`.
 
 No systemd runs on the machines this project is tested on: daemons are started in their
 own daemon mode (`libvirtd -d`, `sanlock daemon`, ...), with their logs in
-/var/log/vdsm-lab/ (libvirt daemons) or their usual log (/var/log/sanlock.log).
-Where the process lacks CAP_SYS_RESOURCE (containers, sandboxes), sanlock cannot raise
-its memlock/rtprio limits and exits at once; then the setrlimit shim next to this file is
-built with gcc into tests/lab/.build/ and preloaded.
+/var/log/vdsm-lab/ (libvirt daemons, launcher output) or their usual log
+(/var/log/sanlock.log).  Where the process lacks CAP_SYS_RESOURCE (containers,
+sandboxes), sanlock cannot raise its memlock/rtprio limits and exits at once; then the
+setrlimit shim next to this file is built with gcc into tests/lab/.build/ and preloaded.
 """
 
 from __future__ import annotations
@@ -94,10 +99,12 @@ class Status:
     pid: int | None
     ours: bool
     detail: str = ""
+    owner: str | None = None
 
     def line(self) -> str:
         if self.answering:
-            who = "started by the lab" if self.ours else "not started by the lab"
+            who = {"cli": "started by `services up`", "session": "started for test sessions",
+                   None: "not started by the lab"}.get(self.owner, "started by the lab")
             return f"{self.name}: running, pid {self.pid or '?'} ({who})"
         return f"{self.name}: not answering ({self.detail})"
 
@@ -362,7 +369,8 @@ def status_of(daemon: Daemon, state: dict[str, dict[str, object]] | None = None)
     if pid is not None and not alive(pid):
         pid = None
     mine = ours(daemon.name, state)
-    return Status(daemon.name, why is None, pid or mine, mine is not None, why or "")
+    owner = str(state[daemon.name].get("owner", "cli")) if mine is not None else None
+    return Status(daemon.name, why is None, pid or mine, mine is not None, why or "", owner)
 
 
 def wait_answering(daemon: Daemon, deadline: float, pid: int | None = None) -> None:
@@ -447,9 +455,17 @@ def terminate(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
     return False
 
 
+ORDER = ("virtlogd", "libvirtd", "wdmd", "sanlock")  # start order; stop in reverse
+
+
 def up(names: Iterable[str] = ("all",), timeout: float = START_TIMEOUT,
-       watchdog: bool = False, log: Callable[[str], None] | None = None) -> list[str]:
-    """Bring `names` up; returns the names this call started (the others already ran)."""
+       watchdog: bool = False, log: Callable[[str], None] | None = None,
+       owner: str = "cli") -> list[str]:
+    """Bring `names` up; returns the names this call started (the others already ran).
+
+    `owner` "cli" (an explicit `services up`) keeps a daemon until `services down`, and
+    adopts daemons test sessions started; "session" daemons are stopped by the last test
+    session to close (see Session)."""
     daemons = registry(watchdog=watchdog)
     started: list[str] = []
     with locked():
@@ -457,6 +473,9 @@ def up(names: Iterable[str] = ("all",), timeout: float = START_TIMEOUT,
         for name in resolve(names, daemons):
             daemon = daemons[name]
             if daemon.probe(2.0) is None:
+                if owner == "cli" and ours(name, state) is not None:
+                    state[name]["owner"] = "cli"
+                    save_state(state)
                 continue
             pid = read_pidfile(daemon.pidfile)
             if pid is not None and alive(pid) and daemon.argv[0] in cmdline(pid):
@@ -465,7 +484,7 @@ def up(names: Iterable[str] = ("all",), timeout: float = START_TIMEOUT,
                 continue
             t0 = time.monotonic()
             pid = start(daemon, timeout)
-            state[name] = {"pid": pid, "starttime": proc_starttime(pid),
+            state[name] = {"pid": pid, "starttime": proc_starttime(pid), "owner": owner,
                            "argv": daemon.argv, "started": time.time()}
             save_state(state)
             started.append(name)
@@ -474,24 +493,95 @@ def up(names: Iterable[str] = ("all",), timeout: float = START_TIMEOUT,
     return started
 
 
-def down(names: Iterable[str] = ("all",), log: Callable[[str], None] | None = None,
-         watchdog: bool = False) -> list[str]:
-    """Stop the daemons among `names` that the lab started; returns those it stopped."""
-    daemons = registry(watchdog=watchdog)
-    stopped: list[str] = []
-    with locked():
-        state = load_state()
-        for name in reversed(resolve(names, daemons)):
-            pid = ours(name, state)
-            if pid is not None:
-                clean = terminate(pid)
-                stopped.append(name)
-                if log:
-                    log(f"services: stopped {name} (pid {pid})"
-                        + ("" if clean else " with SIGKILL"))
-            state.pop(name, None)
-        save_state(state)
+def _stop(names: Iterable[str], state: dict[str, dict[str, object]],
+          log: Callable[[str], None] | None) -> list[str]:
+    stopped = []
+    for name in sorted(set(names), key=lambda n: -ORDER.index(n) if n in ORDER else 0):
+        pid = ours(name, state)
+        if pid is not None:
+            clean = terminate(pid)
+            stopped.append(name)
+            if log:
+                log(f"services: stopped {name} (pid {pid})" + ("" if clean else " with SIGKILL"))
+        state.pop(name, None)
+    save_state(state)
     return stopped
+
+
+def down(names: Iterable[str] = ("all",), log: Callable[[str], None] | None = None,
+         watchdog: bool = False, force: bool = False) -> list[str]:
+    """Stop the daemons among `names` that the lab started; returns those it stopped.
+    Refuses while test sessions use them, unless `force`."""
+    daemons = registry(watchdog=watchdog)
+    with locked():
+        users = live_users()
+        if users and not force:
+            raise ServiceError(f"test sessions (pids {', '.join(map(str, users))}) use the lab "
+                               f"services; not stopping them (--force to insist)")
+        return _stop(resolve(names, daemons), load_state(), log)
+
+
+# --- test sessions: the last one out stops what sessions started ----------------------
+
+USERS_DIR = RUN_DIR / "users"
+
+
+def live_users() -> list[int]:
+    """PIDs of live registered sessions, other than this process; prunes dead ones."""
+    users = []
+    for entry in USERS_DIR.glob("*") if USERS_DIR.is_dir() else []:
+        try:
+            pid, started = int(entry.name), int(entry.read_text().strip() or -1)
+        except (ValueError, OSError):
+            entry.unlink(missing_ok=True)
+            continue
+        if proc_starttime(pid) != started:
+            entry.unlink(missing_ok=True)
+        elif pid != os.getpid():
+            users.append(pid)
+    return sorted(users)
+
+
+class Session:
+    """A user of the lab services (a pytest session, a `make test` run).
+
+    Daemons it brings up are marked as session-owned; `close` stops every session-owned
+    daemon when no other session is left (so concurrent test runs never pull a daemon
+    from under each other), and never those an explicit `services up` started."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.registered = False
+
+    def register(self) -> None:
+        if self.registered:
+            return
+        with locked():
+            USERS_DIR.mkdir(parents=True, exist_ok=True)
+            (USERS_DIR / str(os.getpid())).write_text(f"{proc_starttime(os.getpid())}\n")
+        self.registered = True
+
+    def up(self, names: Iterable[str], watchdog: bool = False,
+           timeout: float = START_TIMEOUT, log: Callable[[str], None] | None = None,
+           ) -> list[str]:
+        self.register()
+        started = up(names, timeout, watchdog, log, owner="session")
+        self.started += started
+        return started
+
+    def close(self, log: Callable[[str], None] | None = None) -> tuple[list[str], list[int]]:
+        """Unregister; returns (daemons stopped, other sessions still running)."""
+        if not self.registered:
+            return [], []
+        with locked():
+            (USERS_DIR / str(os.getpid())).unlink(missing_ok=True)
+            self.registered = False
+            others = live_users()
+            if others:
+                return [], others
+            state = load_state()
+            names = [n for n, e in state.items() if e.get("owner") == "session"]
+            return _stop(names, state, log), []
 
 
 def status(names: Iterable[str] = ("all",), watchdog: bool = False) -> list[Status]:
@@ -517,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--watchdog", action="store_true",
                         help="sanlock -w 1 with wdmd (needs /dev/watchdog: the kernel lab)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--force", action="store_true",
+                        help="down: stop even while test sessions use the services")
     args = parser.parse_args(argv)
 
     def say(msg: str) -> None:
@@ -530,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({"started": started}))
             return 0
         if args.action == "down":
-            stopped = down(args.names, log=say, watchdog=args.watchdog)
+            stopped = down(args.names, log=say, watchdog=args.watchdog, force=args.force)
             if args.json:
                 print(json.dumps({"stopped": stopped}))
             return 0

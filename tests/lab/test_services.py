@@ -37,10 +37,11 @@ def test_status_names_the_running_daemons(libvirt_uri: str, sanlock: SanlockDaem
         assert st["pid"] and services.alive(st["pid"]), name
 
 
-def test_up_is_fast_and_quiet_when_everything_runs(libvirt_uri: str,
-                                                   sanlock: SanlockDaemon) -> None:
+def test_up_is_fast_and_quiet_when_everything_runs(libvirt_uri: str, sanlock: SanlockDaemon,
+                                                   tmp_path: Path) -> None:
     t0 = time.monotonic()
-    proc = cli("up")
+    # a state dir of its own: an `up` in the shared one would adopt the session's daemons
+    proc = cli("up", env={"VDSM_LAB_RUN_DIR": str(tmp_path)})
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr == ""
@@ -145,9 +146,47 @@ def test_lab_services_fixture_fails_with_the_log(monkeypatch: pytest.MonkeyPatch
         **real_registry(watchdog), "libvirtd": broken})
     monkeypatch.setattr(services, "RUN_DIR", tmp_path / "state")
     monkeypatch.setattr(services, "STATE_FILE", tmp_path / "state" / "started.json")
+    monkeypatch.setattr(services, "USERS_DIR", tmp_path / "state" / "users")
     lab = LabServices()
     with pytest.raises(pytest.fail.Exception) as err:
         lab.ensure("libvirtd")
     assert "lab services libvirtd could not start" in str(err.value)
     assert str(config) in str(err.value)
     lab.close()
+
+
+def test_last_session_out_stops_the_session_daemons(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """Concurrent test runs share daemons: a session ending while another still runs
+    leaves them up; the last one stops them.  Uses a private sanlock and state dir."""
+    require_root()
+    state = tmp_path / "state"
+    monkeypatch.setattr(services, "RUN_DIR", state)
+    monkeypatch.setattr(services, "STATE_FILE", state / "started.json")
+    monkeypatch.setattr(services, "USERS_DIR", state / "users")
+    monkeypatch.setenv("SANLOCK_RUN_DIR", str(tmp_path / "sanlock"))
+
+    first = services.Session()
+    assert first.up(["sanlock"]) == ["sanlock"]
+    pid = services.load_state()["sanlock"]["pid"]
+    assert isinstance(pid, int) and services.alive(pid)
+
+    other = subprocess.Popen(["sleep", "60"])  # stands for a second test run
+    try:
+        (state / "users" / str(other.pid)).write_text(f"{services.proc_starttime(other.pid)}\n")
+        assert services.live_users() == [other.pid]
+        with pytest.raises(services.ServiceError, match="test sessions"):
+            services.down(["sanlock"])  # `make services-down` refuses meanwhile
+        assert first.close() == ([], [other.pid])
+        assert services.alive(pid)
+    finally:
+        other.kill()
+        other.wait()
+
+    last = services.Session()
+    assert last.up(["sanlock"]) == []  # already up: nothing started
+    stopped, others = last.close()
+    assert (stopped, others) == (["sanlock"], [])
+    assert not services.alive(pid)
+    assert services.load_state() == {}
+    assert list((state / "users").iterdir()) == []
