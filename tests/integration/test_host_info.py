@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -508,3 +511,49 @@ def require_veth_cleanup():
     yield track
     for name in names:
         subprocess.run(["ip", "link", "del", name], timeout=10, capture_output=True, check=False)
+
+
+def test_libvirt_that_never_answers_times_out(tmp_path):
+    # A socket that accepts and then stays silent: libvirt.open blocks in the
+    # handshake, the adapter gives up after its timeout and the event loop carries on.
+    path = tmp_path / "silent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+
+    async def run():
+        lv = Libvirt(f"qemu+unix:///system?socket={path}", 0.5)
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(ticker())
+        start = time.monotonic()
+        with pytest.raises(LibvirtUnavailable, match="timed out"):
+            await lv.connect()
+        elapsed = time.monotonic() - start
+        task.cancel()
+        return elapsed, ticks
+
+    try:
+        elapsed, ticks = asyncio.run(run())
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        for conn in accepted:
+            conn.close()
+    assert 0.4 < elapsed < 3
+    assert ticks >= 5  # the loop was not blocked meanwhile

@@ -65,9 +65,6 @@ class Libvirt:
         self.timeout = timeout
         self._bulkhead = Bulkhead(f"libvirt {uri}", concurrency, timeout)
         self._conn: Any = None
-        # Connections opened by a thread whose caller gave up (timeout) are closed by
-        # that thread when it finally returns, instead of leaking.
-        self._abandoned = threading.Event()
         self._connecting = asyncio.Lock()
 
     @property
@@ -78,15 +75,17 @@ class Libvirt:
         async with self._connecting:
             if self._conn is not None:
                 return
-            self._abandoned.clear()
+            # A connection opened by a thread whose caller gave up (timeout) is closed
+            # by that thread when it finally returns, instead of leaking.
+            abandoned = threading.Event()
             try:
-                self._conn = await self._bulkhead.run(self._open)
+                self._conn = await self._bulkhead.run(self._open, abandoned)
             except BlockingCallTimeout as e:
-                self._abandoned.set()
+                abandoned.set()
                 raise LibvirtUnavailable(self.uri, str(e)) from None
             log.info("connected to libvirt at %s", self.uri)
 
-    def _open(self) -> Any:
+    def _open(self, abandoned: threading.Event) -> Any:
         import libvirt
 
         # The binding's default handler prints every error to stderr; errors reach
@@ -96,7 +95,7 @@ class Libvirt:
             conn = libvirt.open(self.uri)
         except libvirt.libvirtError as e:
             raise LibvirtUnavailable(self.uri, str(e).strip()) from None
-        if self._abandoned.is_set():
+        if abandoned.is_set():
             _close_quietly(conn)
             raise LibvirtUnavailable(self.uri, "connection abandoned after timeout")
         return conn
@@ -152,7 +151,6 @@ class Libvirt:
 
     async def module_has(self, name: str) -> bool:
         """Whether the installed binding defines `name` (a feature probe, e.g. a flag)."""
-        await self.connect()
         import libvirt
 
         return hasattr(libvirt, name)

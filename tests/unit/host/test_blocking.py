@@ -83,3 +83,31 @@ def test_cancelled_caller_does_not_leak_the_slot():
         asyncio.run(run())
     finally:
         release.set()
+
+
+def test_a_hung_call_does_not_hold_up_loop_shutdown():
+    release = threading.Event()
+
+    async def run():
+        bulkhead = Bulkhead("test", 1, 0.1)
+        with pytest.raises(BlockingCallTimeout):
+            await bulkhead.run(release.wait, 30)
+
+    start = time.monotonic()
+    try:
+        asyncio.run(run())  # would wait 30 s for a default-executor worker
+        assert time.monotonic() - start < 5
+    finally:
+        release.set()
+
+
+def test_the_callers_context_reaches_the_thread():
+    import contextvars
+
+    flow = contextvars.ContextVar("flow", default="")
+
+    async def run():
+        flow.set("abc")
+        return await Bulkhead("test", 1, 5.0).run(flow.get)
+
+    assert asyncio.run(run()) == "abc"
