@@ -557,3 +557,63 @@ def test_libvirt_that_never_answers_times_out(tmp_path):
             conn.close()
     assert 0.4 < elapsed < 3
     assert ticks >= 5  # the loop was not blocked meanwhile
+
+
+REPORT_IN_NETNS = """
+import asyncio, json, sys
+sys.path.insert(0, {repo!r})
+from vdsm.network.report import NetworkReport
+from vdsm.system.netlink import Netlink
+print(json.dumps(asyncio.run(NetworkReport(Netlink()).report())))
+"""
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("mode", "number"), [("active-backup", "1"), ("802.3ad", "4")])
+def test_report_of_a_bond_vlan_and_bridge(netns_factory, mode, number):
+    # Bonds, VLANs and dummies need kernel modules: this runs in the kernel lab.
+    subprocess.run(["modprobe", "-a", "bonding", "dummy", "8021q", "bridge"], check=True)
+    ns = netns_factory(veth=None)
+    for dummy in ("dummy_0", "dummy_1"):
+        ns.ip("link", "add", dummy, "type", "dummy")
+    ns.ip("link", "add", "bond0", "type", "bond", "mode", mode, "miimon", "200")
+    for dummy in ("dummy_0", "dummy_1"):
+        ns.ip("link", "set", dummy, "master", "bond0")
+    ns.ip("link", "set", "bond0", "up")
+    ns.ip("link", "add", "link", "bond0", "name", "bond0.100", "type", "vlan", "id", "100")
+    ns.ip("link", "add", "br100", "type", "bridge", "stp_state", "1")
+    ns.ip("link", "set", "bond0.100", "master", "br100")
+    ns.ip("link", "set", "bond0.100", "up")
+    ns.ip("link", "set", "br100", "up")
+    ns.ip("addr", "add", "10.79.0.2/24", "dev", "br100")
+    ns.ip("route", "add", "default", "via", "10.79.0.1", "dev", "br100")
+
+    report = json.loads(ns.run(sys.executable, "-c", REPORT_IN_NETNS.format(repo=str(REPO))).stdout)
+    kernel = ns.links()
+    bonding = ns.run("cat", "/proc/net/bonding/bond0").stdout
+
+    bond = report["bondings"]["bond0"]
+    assert bond["slaves"] == ["dummy_0", "dummy_1"]
+    assert bond["opts"] == {"mode": number, "miimon": "200"}
+    assert bond["hwaddr"] == kernel["bond0"]["address"] and bond["mtu"] == "1500"
+    assert bond["switch"] == "legacy"
+    if mode == "active-backup":
+        assert bond["active_slave"] in ("dummy_0", "dummy_1")
+        assert f"Currently Active Slave: {bond['active_slave']}" in bonding
+    else:
+        assert bond["active_slave"] == ""
+        assert "Aggregator ID: " + bond["ad_aggregator_id"] in bonding
+
+    for dummy in ("dummy_0", "dummy_1"):
+        nic = report["nics"][dummy]
+        assert f"Permanent HW addr: {nic['permhwaddr']}" in bonding
+        assert nic["hwaddr"] == kernel[dummy]["address"]
+
+    vlan = report["vlans"]["bond0.100"]
+    assert (vlan["iface"], vlan["vlanid"], vlan["mtu"]) == ("bond0", 100, "1500")
+
+    bridge = report["bridges"]["br100"]
+    assert bridge["ports"] == ["bond0.100"] and bridge["stp"] == "on"
+    assert bridge["opts"]["stp_state"] == "1"
+    assert bridge["ipv4addrs"] == ["10.79.0.2/24"] and bridge["gateway"] == "10.79.0.1"
+    assert bridge["ipv4defaultroute"] is True

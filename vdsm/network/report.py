@@ -98,12 +98,13 @@ class NetworkReport:
         sys_class_net: Path = SYS_CLASS_NET,
         proc_sys_net: Path = PROC_SYS_NET,
         resolv_conf: Path = RESOLV_CONF,
+        proc_net_bonding: Path = PROC_NET_BONDING,
     ) -> None:
         self._netlink = netlink
         self._rules = _Rules(
             tuple(fake_nics), tuple(hidden_nics), tuple(hidden_bonds), tuple(hidden_vlans)
         )
-        self._paths = _Paths(sys_class_net, proc_sys_net, resolv_conf)
+        self._paths = _Paths(sys_class_net, proc_sys_net, resolv_conf, proc_net_bonding)
         self._max_age = max_age
         self._lock = asyncio.Lock()
         self._generation = 0
@@ -168,10 +169,17 @@ class _Rules:
 
 
 class _Paths:
-    def __init__(self, sys_class_net: Path, proc_sys_net: Path, resolv_conf: Path) -> None:
+    def __init__(
+        self,
+        sys_class_net: Path,
+        proc_sys_net: Path,
+        resolv_conf: Path,
+        proc_net_bonding: Path = PROC_NET_BONDING,
+    ) -> None:
         self.sys_class_net = sys_class_net
         self.proc_sys_net = proc_sys_net
         self.resolv_conf = resolv_conf
+        self.proc_net_bonding = proc_net_bonding
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -203,6 +211,7 @@ def classify(link: Link, links: dict[int, Link], rules: _Rules) -> str | None:
 
 def build_report(snapshot: Snapshot, rules: _Rules, paths: _Paths) -> dict[str, Any]:
     links = snapshot.link_by_index()
+    permanent = bond_permanent_addresses(paths.proc_net_bonding)
     devices: dict[str, dict[str, Any]] = {"bondings": {}, "bridges": {}, "nics": {}, "vlans": {}}
     for link in sorted(snapshot.links, key=lambda lnk: lnk.name):
         section = classify(link, links, rules)
@@ -210,7 +219,7 @@ def build_report(snapshot: Snapshot, rules: _Rules, paths: _Paths) -> dict[str, 
             continue
         info = _ip_info(link, snapshot, paths)
         if section == "nics":
-            info.update(_nic_info(link, paths))
+            info.update(_nic_info(link, paths, permanent))
         elif section == "bondings":
             info.update(_bond_info(link, snapshot, links, paths))
         elif section == "bridges":
@@ -290,11 +299,14 @@ def _ip_info(link: Link, snapshot: Snapshot, paths: _Paths) -> dict[str, Any]:
     }
 
 
-def _nic_info(link: Link, paths: _Paths) -> dict[str, Any]:
+def _nic_info(link: Link, paths: _Paths, permanent: dict[str, str]) -> dict[str, Any]:
     info: dict[str, Any] = {"hwaddr": link.mac, "speed": link.speed or 0}
     if link.slave_kind == "bond":
-        if link.perm_mac and link.perm_mac != link.mac:
-            info["permhwaddr"] = link.perm_mac
+        # The bonding driver's record of the address the slave had before enslaving
+        # (what upstream reports); the driver's permanent address otherwise.
+        perm = permanent.get(link.name) or link.perm_mac
+        if perm:
+            info["permhwaddr"] = perm
         agg = _sysfs_value(paths.sys_class_net / link.name / "bonding_slave" / "ad_aggregator_id")
         if agg:
             info["ad_aggregator_id"] = agg
@@ -327,6 +339,23 @@ def _bond_info(
     return info
 
 
+def bond_permanent_addresses(proc_net_bonding: Path = PROC_NET_BONDING) -> dict[str, str]:
+    """Slave name -> "Permanent HW addr" from /proc/net/bonding/* (this namespace's)."""
+    addresses: dict[str, str] = {}
+    try:
+        bonds = sorted(proc_net_bonding.iterdir())
+    except OSError:
+        return addresses
+    for bond in bonds:
+        slave = None
+        for line in read_text(bond, "").splitlines():
+            if line.startswith("Slave Interface: "):
+                slave = line.split(": ", 1)[1].strip()
+            elif line.startswith("Permanent HW addr: ") and slave:
+                addresses[slave] = line.split(": ", 1)[1].strip()
+    return addresses
+
+
 def bond_options(bonding_dir: Path, mode: int | None = None) -> dict[str, str]:
     """`mode` (numeric) and the options that differ from the kernel defaults."""
     opts: dict[str, str] = {}
@@ -337,7 +366,7 @@ def bond_options(bonding_dir: Path, mode: int | None = None) -> dict[str, str]:
         opts["mode"] = str(mode)
     for name, default in BOND_DEFAULTS.items():
         value = _sysfs_value(bonding_dir / name)
-        if value is None:
+        if not value:  # missing, or not applicable to this mode (read as empty)
             continue
         # Symbolic options read "name number" ("layer2 0"); the number is reported.
         value = value.split()[-1] if value and name != "arp_ip_target" else value

@@ -31,8 +31,8 @@ def snapshot():
     links = [
         link(1, "lo", flags=UP | IFF_LOOPBACK, arptype=772, mtu=65536),
         link(2, "eth0", speed=10000),
-        link(3, "eth1", master=5, slave_kind="bond", perm_mac="52:54:00:aa:aa:aa"),
-        link(4, "eth2", master=5, slave_kind="bond", flags=0),
+        link(3, "eth1", master=5, slave_kind="bond"),
+        link(4, "eth2", master=5, slave_kind="bond", flags=0, perm_mac="52:54:00:cc:cc:cc"),
         link(5, "bond0", kind="bond", bond_mode=1, bond_active_slave=3, mtu=9000),
         link(6, "bond0.100", kind="vlan", vlan_id=100, parent=5),
         link(7, "br0", kind="bridge", bridge_stp=1),
@@ -73,6 +73,7 @@ def paths(tmp_path):
         "updelay": "0",
         "slaves": "eth1 eth2",
         "ad_aggregator": "",
+        "ad_actor_system": "",  # not applicable outside 802.3ad: reads empty
     }
     for key, value in values.items():
         (bonding / key).write_text(value + "\n")
@@ -87,7 +88,14 @@ def paths(tmp_path):
         (conf / key).write_text(f"{value}\n")
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("search example.com\nnameserver 10.0.0.53\nnameserver 2001:db8::53\n")
-    return _Paths(sys_net, tmp_path / "proc_sys_net", resolv)
+    bonding = tmp_path / "proc_net_bonding"
+    bonding.mkdir()
+    (bonding / "bond0").write_text(
+        "Bonding Mode: fault-tolerance (active-backup)\n\n"
+        "Slave Interface: eth1\nMII Status: up\nPermanent HW addr: 52:54:00:aa:aa:aa\n\n"
+        "Slave Interface: eth2\nMII Status: down\nPermanent HW addr: 52:54:00:bb:bb:bb\n"
+    )
+    return _Paths(sys_net, tmp_path / "proc_sys_net", resolv, bonding)
 
 
 RULES = _Rules(("dummy_*", "veth_*"), ("w*", "usb*"), (), ())
@@ -147,6 +155,8 @@ def test_bond_bridge_vlan_details(tmp_path):
     }
     assert bond["switch"] == "legacy" and bond["speed"] == 0
     assert report["nics"]["eth1"]["permhwaddr"] == "52:54:00:aa:aa:aa"
+    # The bonding driver's record wins over the link's own permanent address.
+    assert report["nics"]["eth2"]["permhwaddr"] == "52:54:00:bb:bb:bb"
     assert "permhwaddr" not in report["nics"]["eth0"]
 
     bridge = report["bridges"]["br0"]
