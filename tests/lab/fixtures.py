@@ -2,8 +2,8 @@
 
 Fixtures (all clean up after themselves whatever the test's outcome):
 
-  lab_services                  session: starts daemons on demand (tests.lab.services) and
-                                stops, at the end of the session, only those it started
+  lab_services                  session: starts daemons on demand (tests.lab.services); the
+                                last test session to end stops those sessions started
   libvirt_uri                   session: "qemu:///system" served by a running libvirtd
   libvirt_conn                  session: a libvirt.virConnect on it
   libvirt_domain(...)           factory: a transient type='kvm' domain, destroyed afterwards
@@ -96,6 +96,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 reporter.write_line(f"lab: removed a leftover of a dead test session: {item}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selection sees the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     integration_dir = Path(str(config.rootpath)) / "tests" / "integration"
     lab_items = []
@@ -175,6 +176,9 @@ def libvirt_uri(lab_services: LabServices) -> str:
     require_command("libvirtd", "libvirt-daemon-system")
     require_command("virsh", "libvirt-clients")
     lab_services.ensure("libvirt")
+    for item in leftovers.find():  # domains of killed sessions show once libvirtd runs
+        if item.kind == "domain":
+            leftovers.remove(item)
     return "qemu:///system"
 
 
