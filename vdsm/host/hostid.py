@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-import uuid
 from pathlib import Path
 
 from vdsm.host.hardware import DMI_DIR
@@ -35,6 +33,8 @@ def read_host_id_file(path: Path) -> str | None:
 
 
 def dmi_uuid(dmi_dir: Path = DMI_DIR) -> str | None:
+    import uuid  # lazily: ~2 ms of start-up for a value read once
+
     try:
         value = (dmi_dir / "product_uuid").read_text().strip().lower()
     except OSError:
@@ -49,6 +49,8 @@ def dmi_uuid(dmi_dir: Path = DMI_DIR) -> str | None:
 
 
 def persist_host_id(path: Path, value: str) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -74,6 +76,8 @@ def host_uuid(host_id_file: Path, dmi_dir: Path = DMI_DIR) -> str:
     value = dmi_uuid(dmi_dir)
     if value:
         return value
+    import uuid
+
     value = str(uuid.uuid4())
     try:
         persist_host_id(host_id_file, value)
