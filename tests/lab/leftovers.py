@@ -1,12 +1,12 @@
 """Find and remove what lab fixtures leave behind when a test run dies half-way.
 
 Every system object a fixture makes carries the PID of the pytest process that owns it:
-network namespaces, loop-device backing files and libvirt domains are named
-`vdsmlab-<pid>-<n>`, sanlock lockspaces `vdsmlab-<pid>-<n>`, and processes started by
-fixtures carry `VDSM_LAB_OWNER=<pid>` in their environment.  Fixtures remove their own
-objects at teardown, whatever the test's outcome; what survives a killed session (its
-owner PID is gone) is swept at the start of the next session, and `tools/run-tests`
-checks at the end that nothing is left.
+network namespaces, loop-device backing files, libvirt domains, sanlock lockspaces and
+/var/tmp dirs are named `vdsmlab-<pid>-<n>`, and processes started by fixtures carry
+`VDSM_LAB_OWNER=<pid>` in their environment.  Fixtures remove their own objects at
+teardown, whatever the test's outcome; what survives a killed session (its owner PID is
+gone) is swept at the start of the next session, and `tools/run-tests` checks at the
+end that nothing is left.
 
     python -m tests.lab.leftovers [--clean]     # list (and remove) orphans; exit 1 if any
 """
@@ -29,6 +29,7 @@ from tests.lab.services import alive
 
 PREFIX = "vdsmlab"
 OWNER_ENV = "VDSM_LAB_OWNER"
+SHARED_TMP = Path("/var/tmp")  # dirs qemu must read (shared_tmp_path fixture)
 _NAME = re.compile(rf"{PREFIX}[-_](\d+)[-_]")
 
 
@@ -133,6 +134,9 @@ def find() -> list[Leftover]:
     for ls in sanlock_lockspaces():
         if orphaned(ls.split(":")[0]):
             found.append(Leftover("lockspace", ls, owner_of(ls) or 0))
+    for path in SHARED_TMP.glob(f"{PREFIX}-*"):
+        if orphaned(path.name):
+            found.append(Leftover("tmpdir", str(path), owner_of(path.name) or 0))
     return found
 
 
@@ -149,6 +153,8 @@ def remove(item: Leftover) -> None:
         _run(["virsh", "-c", "qemu:///system", "undefine", "--nvram", item.name], timeout=30)
     elif item.kind == "lockspace":
         _run(["sanlock", "client", "rem_lockspace", "-s", item.name], timeout=60)
+    elif item.kind == "tmpdir":
+        shutil.rmtree(item.name, ignore_errors=True)
 
 
 def delete_netns(name: str) -> None:

@@ -50,7 +50,7 @@ STATE_FILE = RUN_DIR / "started.json"
 
 START_TIMEOUT = 60.0  # first libvirtd start probes QEMU capabilities: ~8 s on 2 cores
 STOP_TIMEOUT = 10.0
-PIDFILE_TIMEOUT = 5.0  # a detached daemon writes its pidfile within milliseconds
+PIDFILE_TIMEOUT = 3.0  # a detached daemon writes its pidfile within milliseconds
 CAP_SYS_RESOURCE = 24
 
 GROUPS = {
