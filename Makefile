@@ -28,7 +28,11 @@ $(STAMP): pyproject.toml | deps
 
 venv: $(STAMP)
 
+# libvirtd is started when it can be (root); otherwise the daemon says so and falls back
+# to libvirt's embedded test driver.
 run: venv
+	@$(VPY) -m tests.lab.services up libvirt >/dev/null 2>&1 || \
+		echo "make run: could not start libvirtd; vdsmd will use test:///default" >&2
 	@$(VPY) -m vdsm.daemon --dev $(RUN_DIR)
 
 test: venv

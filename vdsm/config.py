@@ -140,6 +140,9 @@ class Paths:
     hooks_dir: Path = option(
         path, Path("/usr/libexec/vdsm/hooks"), "Hook scripts, one dir per point"
     )
+    host_id_file: Path = option(
+        path, Path("/etc/vdsm/vdsm.id"), "Host UUID written by host deployment (vdsm.id)"
+    )
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,12 @@ def developer_defaults(root: Path) -> Config:
         vars=Vars(ssl=False, trust_store_path=root / "pki"),
         addresses=Addresses(management_ip="127.0.0.1", management_port=54321),
         irs=Irs(repository=root / "data-center"),
-        paths=Paths(state_dir=root / "state", run_dir=root / "run", hooks_dir=root / "hooks"),
+        paths=Paths(
+            state_dir=root / "state",
+            run_dir=root / "run",
+            hooks_dir=root / "hooks",
+            host_id_file=root / "state" / "vdsm.id",
+        ),
     )
 
 

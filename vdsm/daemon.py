@@ -64,6 +64,7 @@ class Daemon:
         from vdsm.jobs import JobRegistry
         from vdsm.network.connectivity import ConnectivityMonitor
         from vdsm.network.monitor import NetworkChangeMonitor
+        from vdsm.network.report import NetworkReport
         from vdsm.rpc.http import HttpApi
         from vdsm.rpc.jsonrpc import Dispatcher
         from vdsm.rpc.listener import Listener, TlsFiles, server_ssl_context
@@ -96,15 +97,17 @@ class Daemon:
         )
 
         self.libvirt = Libvirt(cfg.libvirt.uri, cfg.libvirt.timeout)
-        self.netlink = Netlink()
+        netlink = Netlink()
+        network_report = NetworkReport(netlink)
         self.host_info = HostInfo(
             libvirt=self.libvirt,
-            netlink=self.netlink,
             hooks_dir=cfg.paths.hooks_dir,
-            host_id_file=cfg.paths.state_dir / "vdsm.id",
+            host_id_file=cfg.paths.host_id_file,
+            network=network_report,
+            run_dir=cfg.paths.run_dir,
             uptime=lambda: self.lifecycle.uptime,
         )
-        self.network_monitor = NetworkChangeMonitor(self.bus, self.netlink, self.host_info)
+        self.network_monitor = NetworkChangeMonitor(self.bus, netlink, network_report)
         connectivity = ConnectivityMonitor(cfg.paths.run_dir)
         apis = [
             HostAPI(

@@ -1,9 +1,9 @@
 """The daemon under test as a real process: its own config, dirs and port, under one root.
 
-    d = VdsmdProcess(root, config={"libvirt": {"uri": "qemu:///system"}})
-    d.start()          # waits until the port file names an address that serves
-    d.host, d.port, d.pid, d.log_text()
-    d.stop()           # SIGTERM, SIGKILL after a timeout; returns the exit status
+d = VdsmdProcess(root, config={"libvirt": {"uri": "qemu:///system"}})
+d.start()          # waits until the port file names an address that serves
+d.host, d.port, d.pid, d.log_text()
+d.stop()           # SIGTERM, SIGKILL after a timeout; returns the exit status
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ class VdsmdError(RuntimeError):
 class VdsmdProcess:
     """One vdsmd: `python -m vdsm.daemon --config ROOT/vdsm.conf` on 127.0.0.1, port 0."""
 
-    def __init__(self, root: Path, config: Config | None = None,
-                 env: dict[str, str] | None = None, start_timeout: float = 30.0,
-                 stop_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config: Config | None = None,
+        env: dict[str, str] | None = None,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
         self.tmp = root
         self.config_path = root / "vdsm.conf"
         self.dropin_dir = root / "vdsm.conf.d"
@@ -62,11 +67,18 @@ class VdsmdProcess:
     def default_config(self) -> Config:
         return {
             "vars": {"ssl": "false"},
-            "addresses": {"management_ip": "127.0.0.1", "management_port": "0",
-                          "port_file": str(self.port_file)},
+            "addresses": {
+                "management_ip": "127.0.0.1",
+                "management_port": "0",
+                "port_file": str(self.port_file),
+            },
             "irs": {"repository": str(self.repository)},
-            "paths": {"state_dir": str(self.state_dir), "run_dir": str(self.run_dir),
-                      "hooks_dir": str(self.hooks_dir)},
+            "paths": {
+                "state_dir": str(self.state_dir),
+                "run_dir": str(self.run_dir),
+                "hooks_dir": str(self.hooks_dir),
+                "host_id_file": str(self.state_dir / "vdsm.id"),
+            },
             "logging": {"file": str(self.log_path), "level": "DEBUG"},
             "libvirt": {"uri": "test:///default"},
             "sanlock": {"io_timeout": "1"},
@@ -85,8 +97,7 @@ class VdsmdProcess:
         return self.host, self.port
 
     def write_config(self) -> None:
-        for d in (self.repository, self.state_dir, self.run_dir, self.hooks_dir,
-                  self.dropin_dir):
+        for d in (self.repository, self.state_dir, self.run_dir, self.hooks_dir, self.dropin_dir):
             d.mkdir(parents=True, exist_ok=True)
         parser = configparser.ConfigParser(interpolation=None)
         parser.optionxform = str  # type: ignore[assignment,method-assign]
@@ -110,8 +121,13 @@ class VdsmdProcess:
             err.write(f"=== start {self.starts + 1}: {' '.join(self.argv())}\n".encode())
             err.flush()
             self.proc = subprocess.Popen(
-                self.argv(), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                cwd=REPO, env=env, start_new_session=True,
+                self.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                cwd=REPO,
+                env=env,
+                start_new_session=True,
             )
         self.starts += 1
         try:
@@ -129,8 +145,9 @@ class VdsmdProcess:
             rc = self.proc.poll()
             if rc is not None:
                 self.returncode = rc
-                raise VdsmdError(f"vdsmd exited with status {rc} before serving\n"
-                                 f"{self.log_text(tail=60)}")
+                raise VdsmdError(
+                    f"vdsmd exited with status {rc} before serving\n{self.log_text(tail=60)}"
+                )
             address = self._read_port_file()
             if address is not None:
                 host, port = address
@@ -147,7 +164,8 @@ class VdsmdProcess:
                     f"vdsmd (pid {self.proc.pid}) did not serve within {self.start_timeout} s "
                     f"(port file {self.port_file}: "
                     f"{'present' if self.port_file.exists() else 'absent'})\n"
-                    f"{self.log_text(tail=60)}")
+                    f"{self.log_text(tail=60)}"
+                )
             time.sleep(0.05)
 
     def _read_port_file(self) -> tuple[str, int] | None:

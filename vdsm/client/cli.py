@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import configparser
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -209,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         _fail(f"Request {method} with args {params} timed out after {args.timeout:g} seconds")
     except ServerError as e:
         _fail(f"Command {method} with args {params} failed:\n{e}")
-    print(json.dumps(result, indent=4, sort_keys=True))
+    try:
+        print(json.dumps(result, indent=4, sort_keys=True), flush=True)
+    except BrokenPipeError:
+        # `vdsm-client ... | head`: the reader has what it wanted; silence the final flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -26,9 +25,7 @@ class ConnectivityMonitor:
         self.last_confirmed = time.monotonic()
         try:
             # A local tmpfs file: cheap enough to touch on the loop.
-            with open(self.marker, "a"):
-                pass
-            os.utime(self.marker)
+            self.marker.touch()
         except OSError as e:
             log.warning("cannot touch %s: %s", self.marker, e)
         async with self._changed:

@@ -167,10 +167,13 @@ class Dispatcher:
             try:
                 result = await asyncio.wait_for(binding.call(**args), self.call_timeout)
             except errors.VdsmError as e:
-                if e.expected:
-                    log.info("FINISH %s error=%s", verb.name, e)
-                else:
-                    log.error("FINISH %s error=%s", verb.name, e, exc_info=True)
+                # Errors of the tree are anticipated: their text says it all.
+                log.log(
+                    logging.INFO if e.expected else logging.WARNING,
+                    "FINISH %s error=%s",
+                    verb.name,
+                    e,
+                )
                 return self._finish(verb.name, started, e)
             except TimeoutError:
                 log.error("FINISH %s timed out after %.0f s", verb.name, self.call_timeout)

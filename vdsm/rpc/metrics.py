@@ -94,9 +94,8 @@ class Metrics:
             cumulative = 0
             for bound, count in zip(LATENCY_BUCKETS, hist.counts, strict=False):
                 cumulative += count
-                samples.append(
-                    f'vdsm_rpc_request_seconds_bucket{{verb="{_label(verb)}",le="{bound}"}} {cumulative}'
-                )
+                labels = f'verb="{_label(verb)}",le="{bound}"'
+                samples.append(f"vdsm_rpc_request_seconds_bucket{{{labels}}} {cumulative}")
             samples.append(
                 f'vdsm_rpc_request_seconds_bucket{{verb="{_label(verb)}",le="+Inf"}} {hist.count}'
             )

@@ -129,9 +129,8 @@ class Decoder:
             frames.append(frame)
 
     def _next(self) -> Frame | None:
-        if self._pending is None:
-            if not self._read_headers():
-                return None
+        if self._pending is None and not self._read_headers():
+            return None
         assert self._pending is not None
         command, headers, start = self._pending
         length_text = headers.get("content-length")

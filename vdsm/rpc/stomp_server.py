@@ -172,7 +172,10 @@ class StompConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        # Pause (and drop events) well before the hard limit cuts the client.
+        transport.set_write_buffer_limits(
+            high=min(WRITE_HIGH_WATER, self.broker.settings.max_pending_bytes // 2)
+        )
         self.broker.connections.add(self)
         self.broker.metrics.connection_opened("stomp")
 
