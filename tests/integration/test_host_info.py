@@ -34,25 +34,68 @@ REPO = Path(__file__).resolve().parents[2]
 UNREACHABLE_URI = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
 
 STRING_KEYS = (
-    "kvmEnabled", "cpuCores", "cpuThreads", "cpuSockets", "onlineCpus", "cpuSpeed", "cpuModel",
-    "cpuFlags", "memSize", "reservedMem", "guestOverhead", "uuid", "kernelArgs",
-    "ISCSIInitiatorName", "software_version", "software_revision", "version_name",
-    "hostdevPassthrough", "liveSnapshot", "liveMerge", "netConfigDirty", "lastClientIface",
+    "kvmEnabled",
+    "cpuCores",
+    "cpuThreads",
+    "cpuSockets",
+    "onlineCpus",
+    "cpuSpeed",
+    "cpuModel",
+    "cpuFlags",
+    "memSize",
+    "reservedMem",
+    "guestOverhead",
+    "uuid",
+    "kernelArgs",
+    "ISCSIInitiatorName",
+    "software_version",
+    "software_revision",
+    "version_name",
+    "hostdevPassthrough",
+    "liveSnapshot",
+    "liveMerge",
+    "netConfigDirty",
+    "lastClientIface",
     "tscFrequency",
 )
 LIST_KEYS = (
-    "emulatedMachines", "vmTypes", "rngSources", "supportedENGINEs", "clusterLevels",
-    "cpuTopology", "domain_versions", "nameservers", "hugepages", "additionalFeatures",
+    "emulatedMachines",
+    "vmTypes",
+    "rngSources",
+    "supportedENGINEs",
+    "clusterLevels",
+    "cpuTopology",
+    "domain_versions",
+    "nameservers",
+    "hugepages",
+    "additionalFeatures",
     "vdsmToCpusAffinity",
 )
 DICT_KEYS = (
-    "numaNodes", "numaNodeDistance", "packages2", "operatingSystem", "selinux", "HBAInventory",
-    "hooks", "networks", "bridges", "nics", "bondings", "vlans", "supported_block_size",
+    "numaNodes",
+    "numaNodeDistance",
+    "packages2",
+    "operatingSystem",
+    "selinux",
+    "HBAInventory",
+    "hooks",
+    "networks",
+    "bridges",
+    "nics",
+    "bondings",
+    "vlans",
+    "supported_block_size",
     "kernelFeatures",
 )
 BOOL_KEYS = (
-    "supportsIPv6", "fipsEnabled", "backupEnabled", "realtimeKernel", "nestedVirtualization",
-    "hostedEngineDeployed", "vncEncrypted", "tscScaling",
+    "supportsIPv6",
+    "fipsEnabled",
+    "backupEnabled",
+    "realtimeKernel",
+    "nestedVirtualization",
+    "hostedEngineDeployed",
+    "vncEncrypted",
+    "tscScaling",
 )
 INT_KEYS = ("kdumpStatus", "autoNumaBalancing")
 
@@ -221,7 +264,8 @@ def test_stats_after_two_samples(tmp_path):
     assert stats["swapTotal"] == mem["SwapTotal"] // 1024
     assert isinstance(stats["memShared"], int) and isinstance(stats["ksmState"], bool)
     btime = next(
-        line.split()[1] for line in Path("/proc/stat").read_text().splitlines()
+        line.split()[1]
+        for line in Path("/proc/stat").read_text().splitlines()
         if line.startswith("btime")
     )
     assert stats["bootTime"] == btime
@@ -269,8 +313,12 @@ def test_hardware_info_of_the_real_host(tmp_path):
         return
     info = read_hardware_info(dmi)
     assert set(info) <= {
-        "systemManufacturer", "systemProductName", "systemVersion",
-        "systemSerialNumber", "systemUUID", "systemFamily",
+        "systemManufacturer",
+        "systemProductName",
+        "systemVersion",
+        "systemSerialNumber",
+        "systemUUID",
+        "systemFamily",
     }
     if "systemManufacturer" in info:
         assert info["systemManufacturer"] == (dmi / "sys_vendor").read_text().strip()
@@ -439,8 +487,9 @@ def test_monitor_publishes_once_per_burst(require_veth_cleanup):
             assert name not in before["nics"]
             # A burst: three changes spread over ~0.2 s, inside one debounce window,
             # made from a thread so the monitor sees them as they happen.
-            await asyncio.to_thread(_ip, "link", "add", name, "type", "veth", "peer", "name",
-                                    name + "p")
+            await asyncio.to_thread(
+                _ip, "link", "add", name, "type", "veth", "peer", "name", name + "p"
+            )
             await asyncio.sleep(0.05)
             await asyncio.to_thread(_ip, "link", "set", name, "up")
             await asyncio.sleep(0.05)
