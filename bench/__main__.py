@@ -1,0 +1,183 @@
+"""make bench: Host.ping2 over STOMP against a minimal asyncio baseline, same run.
+
+Prints sequential round-trip p50/p99, calls/s with 1 and 16 connections, the ratio of
+each to the baseline, the daemon's start-to-READY time and its idle RSS, and whether
+each figure meets its target.  Informational: the exit status is 0 unless a run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench import load
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TARGETS = {
+    "throughput_16_ratio": 0.5,  # >= 50% of the baseline's calls/s with 16 connections
+    "sequential_p99_ms": 2.0,  # <= 2 ms
+    "ready_s": 1.0,  # daemon start to READY=1 <= 1 s
+    "idle_rss_mb": 60.0,  # <= 60 MB
+}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def daemon_config(root: Path, port_file: Path) -> Path:
+    conf = root / "vdsm.conf"
+    conf.write_text(
+        "[vars]\nssl = false\n"
+        f"[addresses]\nmanagement_ip = 127.0.0.1\nmanagement_port = 0\nport_file = {port_file}\n"
+        f"[irs]\nrepository = {root}/data-center\n"
+        f"[paths]\nstate_dir = {root}/state\nrun_dir = {root}/run\nhooks_dir = {root}/hooks\n"
+        f"host_id_file = {root}/state/vdsm.id\n"
+        f"[logging]\nfile = {root}/vdsm.log\nlevel = INFO\n"
+        "[libvirt]\nuri = test:///default\n"
+    )
+    return conf
+
+
+@contextlib.contextmanager
+def vdsmd(root: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, float]]:
+    """A daemon process; yields (process, port, seconds from spawn to READY=1)."""
+    root.mkdir(parents=True, exist_ok=True)
+    port_file = root / "port"
+    notify = root / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+    stderr = (root / "stderr").open("wb")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vdsm.daemon", "--config", str(daemon_config(root, port_file))],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    try:
+        while b"READY=1" not in sock.recv(4096):
+            pass
+        ready = time.perf_counter() - started
+        port = int(port_file.read_text().strip().rpartition(":")[2])
+        # Serving first, then recovering: wait for the verbs to be answered too.
+        log = root / "vdsm.log"
+        deadline = time.monotonic() + 30
+        while "recovery finished" not in (log.read_text() if log.exists() else ""):
+            if time.monotonic() > deadline:
+                raise RuntimeError("vdsmd did not finish recovery")
+            time.sleep(0.02)
+        yield proc, port, ready
+    finally:
+        sock.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        stderr.close()
+
+
+@contextlib.contextmanager
+def baseline() -> Iterator[int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.baseline_server"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def measure(port: int, count: int, seconds: float) -> dict[str, float]:
+    async def run() -> dict[str, float]:
+        await load.sequential("127.0.0.1", port, 200)  # warm-up
+        result = load.summarize(await load.sequential("127.0.0.1", port, count))
+        result["calls_s_1"] = await load.throughput("127.0.0.1", port, 1, seconds)
+        result["calls_s_16"] = await load.throughput("127.0.0.1", port, 16, seconds)
+        return result
+
+    return asyncio.run(run())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    args = parser.parse_args()
+    count, seconds = (500, 1.0) if args.quick else (3000, 3.0)
+
+    with tempfile.TemporaryDirectory(prefix="vdsm-bench-") as tmp:
+        ready_times = []
+        for i in range(3):
+            with vdsmd(Path(tmp) / f"start{i}") as (_, _, ready):
+                ready_times.append(ready)
+        with vdsmd(Path(tmp) / "load") as (proc, port, _):
+            time.sleep(2.0)
+            idle_rss = rss_mb(proc.pid)
+            ours = measure(port, count, seconds)
+            loaded_rss = rss_mb(proc.pid)
+        with baseline() as base_port:
+            base = measure(base_port, count, seconds)
+
+    ready = statistics.median(ready_times)
+    rows = [
+        ("sequential p50 (ms)", ours["p50_ms"], base["p50_ms"]),
+        ("sequential p99 (ms)", ours["p99_ms"], base["p99_ms"]),
+        ("calls/s, 1 connection", ours["calls_s_1"], base["calls_s_1"]),
+        ("calls/s, 16 connections", ours["calls_s_16"], base["calls_s_16"]),
+    ]
+    print("Host.ping2 over STOMP on loopback (baseline: minimal asyncio STOMP server, no JSON-RPC)")
+    print(f"{'':28} {'vdsm':>12} {'baseline':>12} {'vdsm/base':>10}")
+    for name, mine, theirs in rows:
+        print(f"{name:28} {mine:12.3f} {theirs:12.3f} {mine / theirs:10.2f}")
+    print()
+    print(f"daemon start to READY=1 (median of 3): {ready:.3f} s")
+    print(f"idle RSS: {idle_rss:.1f} MB (after the load run: {loaded_rss:.1f} MB)")
+    print()
+    ratio_16 = ours["calls_s_16"] / base["calls_s_16"]
+    checks = [
+        (
+            "16-connection calls/s >= 50% of baseline",
+            ratio_16 >= TARGETS["throughput_16_ratio"],
+            f"{ratio_16:.0%}",
+        ),
+        (
+            "sequential p99 <= 2 ms",
+            ours["p99_ms"] <= TARGETS["sequential_p99_ms"],
+            f"{ours['p99_ms']:.2f} ms",
+        ),
+        ("start to READY <= 1.0 s", ready <= TARGETS["ready_s"], f"{ready:.2f} s"),
+        ("idle RSS <= 60 MB", idle_rss <= TARGETS["idle_rss_mb"], f"{idle_rss:.1f} MB"),
+    ]
+    for name, ok, value in checks:
+        print(f"[{'met ' if ok else 'MISS'}] {name}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
