@@ -49,10 +49,21 @@ from tests.lab.vdsmd import Config, VdsmdProcess
 
 IN_GUEST = os.environ.get("LAB_GUEST") == "1"
 
-INTEGRATION_FIXTURES = frozenset({
-    "lab_services", "libvirt_uri", "libvirt_conn", "libvirt_domain", "sanlock",
-    "sanlock_lockspace", "loop_device", "lvm_vg", "netns", "netns_factory", "vdsmd",
-})
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "lab_services",
+        "libvirt_uri",
+        "libvirt_conn",
+        "libvirt_domain",
+        "sanlock",
+        "sanlock_lockspace",
+        "loop_device",
+        "lvm_vg",
+        "netns",
+        "netns_factory",
+        "vdsmd",
+    }
+)
 
 VDSMD_KEY = pytest.StashKey[list[VdsmdProcess]]()
 LOG_TAIL_LINES = 300
@@ -74,6 +85,7 @@ def require_command(command: str, package: str) -> None:
 
 
 # --- hooks ------------------------------------------------------------------------------
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # also declared in setup.cfg; repeated so the plugin works with any ini file
@@ -103,8 +115,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep = []
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if (fixtures & INTEGRATION_FIXTURES or integration_dir in Path(str(item.path)).parents) \
-                and item.get_closest_marker("integration") is None:
+        if (
+            fixtures & INTEGRATION_FIXTURES or integration_dir in Path(str(item.path)).parents
+        ) and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
         if item.get_closest_marker("lab") is not None and not IN_GUEST:
             lab_items.append(item)
@@ -125,7 +138,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(
             f"lab: {n} test(s) marked `lab` deselected on the host: they run inside the "
             f"kernel lab (pytest -m kernel_lab, or tests/lab/run-in-lab "
-            f"'python -m pytest -m lab ...')")
+            f"'python -m pytest -m lab ...')"
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -135,11 +149,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for daemon in item.stash.get(VDSMD_KEY, []):
             if daemon.proc is not None:
                 report.sections.append(
-                    (f"vdsmd pid {daemon.pid} ({daemon.tmp})", daemon.log_text(LOG_TAIL_LINES)))
+                    (f"vdsmd pid {daemon.pid} ({daemon.tmp})", daemon.log_text(LOG_TAIL_LINES))
+                )
     return report
 
 
 # --- services -------------------------------------------------------------------------
+
 
 class LabServices:
     """Starts daemons for this session; at the end of the session, the last session
@@ -202,12 +218,19 @@ def shared_tmp_path() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def domain_xml(name: str, memory_mib: int = 64, disk: Path | None = None,
-               domain_type: str = "kvm", devices: str = "") -> str:
+def domain_xml(
+    name: str,
+    memory_mib: int = 64,
+    disk: Path | None = None,
+    domain_type: str = "kvm",
+    devices: str = "",
+) -> str:
     disk_xml = ""
     if disk is not None:
-        disk_xml = (f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-                    f"<source file='{disk}'/><target dev='vda' bus='virtio'/></disk>")
+        disk_xml = (
+            f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source file='{disk}'/><target dev='vda' bus='virtio'/></disk>"
+        )
     return f"""<domain type='{domain_type}'>
   <name>{name}</name>
   <memory unit='MiB'>{memory_mib}</memory>
@@ -314,9 +337,11 @@ class Lockspace:
 
 
 @pytest.fixture
-def sanlock_lockspace(sanlock: SanlockDaemon, tmp_path: Path,
-                      loop_device: Callable[[int | str], LoopDevice],
-                      ) -> Iterator[Callable[..., Lockspace]]:
+def sanlock_lockspace(
+    sanlock: SanlockDaemon,
+    tmp_path: Path,
+    loop_device: Callable[[int | str], LoopDevice],
+) -> Iterator[Callable[..., Lockspace]]:
     """`sanlock_lockspace(host_id=1, io_timeout=1, join=True)`: ids and leases areas on
     files (loop devices where the file system lacks O_DIRECT), written and joined."""
     import sanlock as sanlock_module
@@ -358,6 +383,7 @@ def sanlock_lockspace(sanlock: SanlockDaemon, tmp_path: Path,
 
 # --- storage and network objects -------------------------------------------------------
 
+
 @pytest.fixture
 def loop_device(tmp_path: Path) -> Iterator[Callable[[int | str], LoopDevice]]:
     """`loop_device(size)`: a sparse file (size in bytes or "64m") on a loop device."""
@@ -386,8 +412,9 @@ def lvm_vg(loop_device: Callable[[int | str], LoopDevice]) -> Iterator[Callable[
     require_command("lvm", "lvm2")
     made: list[VolumeGroup] = []
 
-    def create(tags: tuple[str, ...] | list[str] = (), size: int | str = "1g",
-               name: str | None = None) -> VolumeGroup:
+    def create(
+        tags: tuple[str, ...] | list[str] = (), size: int | str = "1g", name: str | None = None
+    ) -> VolumeGroup:
         vg = VolumeGroup.create(loop_device(size), tags=tags, name=name)
         made.append(vg)
         return vg
@@ -427,6 +454,7 @@ def netns(netns_factory: Callable[..., NetNS]) -> NetNS:
 
 # --- TLS and the daemon under test --------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     require_command("openssl", "openssl")
@@ -434,8 +462,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 
 @pytest.fixture
-def vdsmd(request: pytest.FixtureRequest, tmp_path: Path,
-          ) -> Iterator[Callable[..., VdsmdProcess]]:
+def vdsmd(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> Iterator[Callable[..., VdsmdProcess]]:
     """`vdsmd(config=None, env=None, start=True)`: a started VdsmdProcess, its files
     under tmp_path/vdsmdN (N = 0, 1, ... per daemon of the test).
 
@@ -447,8 +477,12 @@ def vdsmd(request: pytest.FixtureRequest, tmp_path: Path,
     made: list[VdsmdProcess] = []
     request.node.stash[VDSMD_KEY] = made
 
-    def create(config: Config | None = None, env: dict[str, str] | None = None,
-               start: bool = True, start_timeout: float = 30.0) -> VdsmdProcess:
+    def create(
+        config: Config | None = None,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+        start_timeout: float = 30.0,
+    ) -> VdsmdProcess:
         root = tmp_path / f"vdsmd{len(made)}"
         root.mkdir()
         daemon = VdsmdProcess(root, config, env, start_timeout)
@@ -465,15 +499,18 @@ def vdsmd(request: pytest.FixtureRequest, tmp_path: Path,
         if daemon.running():
             rc = daemon.stop()
             if daemon.killed:
-                problems.append(f"vdsmd pid {daemon.pid} ignored SIGTERM for "
-                                f"{daemon.stop_timeout} s and was killed")
+                problems.append(
+                    f"vdsmd pid {daemon.pid} ignored SIGTERM for "
+                    f"{daemon.stop_timeout} s and was killed"
+                )
             elif rc != 0:
                 problems.append(f"vdsmd pid {daemon.pid} exited with {rc} on SIGTERM")
         elif not daemon.stopped_by_test:
-            problems.append(f"vdsmd pid {daemon.pid} died during the test "
-                            f"(exit status {daemon.proc.returncode})")
+            problems.append(
+                f"vdsmd pid {daemon.pid} died during the test "
+                f"(exit status {daemon.proc.returncode})"
+            )
     if problems:
         text = "\n".join(problems)
         logs = "\n".join(d.log_text(60) for d in made if d.proc is not None)
         pytest.fail(f"{text}\n{logs}", pytrace=False)
-

@@ -54,8 +54,9 @@ class Leftover:
 
 
 def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def namespaces() -> list[str]:
@@ -72,8 +73,10 @@ def loop_devices() -> list[tuple[str, str]]:
     proc = _run(["losetup", "--json", "--list", "--output", "NAME,BACK-FILE"])
     if proc.returncode != 0 or not proc.stdout.strip():
         return []
-    return [(d["name"], d.get("back-file") or "")
-            for d in json.loads(proc.stdout).get("loopdevices", [])]
+    return [
+        (d["name"], d.get("back-file") or "")
+        for d in json.loads(proc.stdout).get("loopdevices", [])
+    ]
 
 
 def owned_processes() -> list[tuple[int, int]]:
@@ -88,8 +91,8 @@ def owned_processes() -> list[tuple[int, int]]:
         except OSError:
             continue
         for var in environ.split(b"\0"):
-            if var.startswith(marker) and var[len(marker):].isdigit():
-                found.append((int(entry.name), int(var[len(marker):])))
+            if var.startswith(marker) and var[len(marker) :].isdigit():
+                found.append((int(entry.name), int(var[len(marker) :])))
                 break
     return found
 
@@ -172,7 +175,7 @@ def detach_loop(device: str) -> None:
     """Remove device-mapper tables on the device (kernel lab), then detach it."""
     if os.path.exists("/dev/mapper/control") and shutil.which("dmsetup"):
         holders = Path(f"/sys/block/{os.path.basename(device)}/holders")
-        for holder in (holders.iterdir() if holders.is_dir() else []):
+        for holder in holders.iterdir() if holders.is_dir() else []:
             name = (holder / "dm" / "name").read_text().strip()
             _run(["dmsetup", "remove", "--force", name])
     proc = _run(["losetup", "--detach", device])

@@ -33,15 +33,25 @@ class CommandError(RuntimeError):
         self.returncode = proc.returncode
         self.stdout = proc.stdout
         self.stderr = proc.stderr
-        super().__init__(f"{' '.join(argv)} exited with {proc.returncode}:\n"
-                         f"{(proc.stderr or proc.stdout).strip()}")
+        super().__init__(
+            f"{' '.join(argv)} exited with {proc.returncode}:\n"
+            f"{(proc.stderr or proc.stdout).strip()}"
+        )
 
 
-def run(argv: Sequence[str], check: bool = True, timeout: float = 60,
-        env: dict[str, str] | None = None, input: str | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str],
+    check: bool = True,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, input=input,
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
         env={**os.environ, **env} if env else None,
     )
@@ -64,6 +74,7 @@ def device_mapper_available() -> bool:
 
 
 # --- loop devices ---------------------------------------------------------------------
+
 
 @dataclass
 class LoopDevice:
@@ -90,8 +101,10 @@ class LoopDevice:
         proc = run(["losetup", "--json", "--list", "--output", "NAME,BACK-FILE"], check=False)
         if proc.returncode != 0 or not proc.stdout.strip():
             return False
-        return any(d["name"] == self.path and (d.get("back-file") or "").startswith(
-            str(self.backing)) for d in json.loads(proc.stdout)["loopdevices"])
+        return any(
+            d["name"] == self.path and (d.get("back-file") or "").startswith(str(self.backing))
+            for d in json.loads(proc.stdout)["loopdevices"]
+        )
 
     def detach(self) -> None:
         if self.attached():
@@ -112,10 +125,12 @@ def lvm_config(devices: Iterable[str]) -> str:
     activation = "monitoring=0"
     if not os.path.exists("/run/udev/control"):  # no udevd (host): do not wait for it
         activation += " udev_sync=0 udev_rules=0"
-    return (f"devices {{ filter={flt} global_filter={flt} use_devicesfile=0 "
-            f"obtain_device_list_from_udev=0 write_cache_state=0 }} "
-            f"backup {{ backup=0 archive=0 }} global {{ use_lvmpolld=0 }} "
-            f"activation {{ {activation} }}")
+    return (
+        f"devices {{ filter={flt} global_filter={flt} use_devicesfile=0 "
+        f"obtain_device_list_from_udev=0 write_cache_state=0 }} "
+        f"backup {{ backup=0 archive=0 }} global {{ use_lvmpolld=0 }} "
+        f"activation {{ {activation} }}"
+    )
 
 
 @dataclass
@@ -130,24 +145,41 @@ class VolumeGroup:
     lvs: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, pv: LoopDevice, tags: Iterable[str] = (), name: str | None = None,
-               extent_size: str = "4m") -> VolumeGroup:
+    def create(
+        cls,
+        pv: LoopDevice,
+        tags: Iterable[str] = (),
+        name: str | None = None,
+        extent_size: str = "4m",
+    ) -> VolumeGroup:
         vg = cls(name or unique_name("_"), pv, lvm_config([pv.path]))
         vg.lvm("pvcreate", "-y", pv.path)
-        vg.lvm("vgcreate", "-s", extent_size,
-               *itertools.chain.from_iterable(("--addtag", t) for t in tags), vg.name, pv.path)
+        vg.lvm(
+            "vgcreate",
+            "-s",
+            extent_size,
+            *itertools.chain.from_iterable(("--addtag", t) for t in tags),
+            vg.name,
+            pv.path,
+        )
         return vg
 
-    def lvm(self, command: str, *args: str, check: bool = True,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def lvm(
+        self, command: str, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run `lvm COMMAND --config <this VG's filter> ARGS`."""
-        return run(["lvm", command, "--config", self.config, *args], check=check,
-                   timeout=timeout, env=LVM_ENV)
+        return run(
+            ["lvm", command, "--config", self.config, *args],
+            check=check,
+            timeout=timeout,
+            env=LVM_ENV,
+        )
 
     def report(self, command: str, fields: str, *args: str) -> list[dict[str, str]]:
         """`vgs`/`lvs`/`pvs` rows as dicts (--reportformat json)."""
-        out = self.lvm(command, "--reportformat", "json", "--units", "b", "--nosuffix",
-                       "-o", fields, *args).stdout
+        out = self.lvm(
+            command, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields, *args
+        ).stdout
         data = json.loads(out)["report"][0]
         key = {"vgs": "vg", "lvs": "lv", "pvs": "pv"}[command]
         rows: list[dict[str, str]] = data[key]
@@ -157,17 +189,32 @@ class VolumeGroup:
         rows = self.report("vgs", "vg_tags", self.name)
         return [t for t in rows[0]["vg_tags"].split(",") if t]
 
-    def create_lv(self, name: str, size: int | str, tags: Iterable[str] = (),
-                  activate: bool = False) -> str:
+    def create_lv(
+        self, name: str, size: int | str, tags: Iterable[str] = (), activate: bool = False
+    ) -> str:
         """Create an LV; returns /dev/VG/LV (a usable device only when `activate`)."""
         tag_args = list(itertools.chain.from_iterable(("--addtag", t) for t in tags))
         nbytes = parse_size(size)
         if activate:
-            self.lvm("lvcreate", "-y", "-W", "n", "-n", name, "-L", f"{nbytes}b",
-                     *tag_args, self.name)
+            self.lvm(
+                "lvcreate", "-y", "-W", "n", "-n", name, "-L", f"{nbytes}b", *tag_args, self.name
+            )
         else:
-            self.lvm("lvcreate", "--driverloaded", "n", "-an", "--zero", "n", "-y",
-                     "-n", name, "-L", f"{nbytes}b", *tag_args, self.name)
+            self.lvm(
+                "lvcreate",
+                "--driverloaded",
+                "n",
+                "-an",
+                "--zero",
+                "n",
+                "-y",
+                "-n",
+                name,
+                "-L",
+                f"{nbytes}b",
+                *tag_args,
+                self.name,
+            )
         self.lvs.append(name)
         return f"/dev/{self.name}/{name}"
 
@@ -186,6 +233,7 @@ class VolumeGroup:
 
 
 # --- network namespaces -------------------------------------------------------------
+
 
 @dataclass
 class NetNS:
@@ -213,8 +261,12 @@ class NetNS:
     def ip(self, *args: str, check: bool = True) -> str:
         return run(["ip", "-n", self.name, *args], check=check).stdout
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 60,
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *argv: str,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         return run(["ip", "netns", "exec", self.name, *argv], check=check, timeout=timeout)
 
     def add_veth(self, a: str, b: str, peer_ns: NetNS | None = None) -> None:

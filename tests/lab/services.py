@@ -103,13 +103,17 @@ class Status:
 
     def line(self) -> str:
         if self.answering:
-            who = {"cli": "started by `services up`", "session": "started for test sessions",
-                   None: "not started by the lab"}.get(self.owner, "started by the lab")
+            who = {
+                "cli": "started by `services up`",
+                "session": "started for test sessions",
+                None: "not started by the lab",
+            }.get(self.owner, "started by the lab")
             return f"{self.name}: running, pid {self.pid or '?'} ({who})"
         return f"{self.name}: not answering ({self.detail})"
 
 
 # --- processes ------------------------------------------------------------------------
+
 
 def proc_starttime(pid: int) -> int | None:
     """The process's start time in clock ticks, or None when it is gone or a zombie."""
@@ -117,7 +121,7 @@ def proc_starttime(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):  # zombies linger until PID 1 reaps them
         return None
     return int(fields[19])
@@ -167,8 +171,12 @@ def daemon_env(extra: dict[str, str]) -> dict[str, str]:
 def run_probe(argv: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> str | None:
     try:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=max(timeout, 0.5),
-            stdin=subprocess.DEVNULL, env=daemon_env(env or {}),
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=max(timeout, 0.5),
+            stdin=subprocess.DEVNULL,
+            env=daemon_env(env or {}),
         )
     except subprocess.TimeoutExpired:
         return f"{argv[0]} did not answer within {timeout:.1f} s"
@@ -195,6 +203,7 @@ def socket_probe(path: Path) -> Callable[[float], str | None]:
 
 # --- the setrlimit shim ---------------------------------------------------------------
 
+
 def needs_shim() -> bool:
     return not has_capability(CAP_SYS_RESOURCE)
 
@@ -205,13 +214,17 @@ def build_shim(source: Path = SHIM_SOURCE, library: Path = SHIM_LIBRARY) -> Path
         return library
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise ServiceError("sanlock needs the setrlimit shim here (no CAP_SYS_RESOURCE) "
-                           "but gcc is missing: apt-get install gcc libc6-dev (make deps)")
+        raise ServiceError(
+            "sanlock needs the setrlimit shim here (no CAP_SYS_RESOURCE) "
+            "but gcc is missing: apt-get install gcc libc6-dev (make deps)"
+        )
     library.parent.mkdir(parents=True, exist_ok=True)
     partial = library.with_name(f"{library.name}.{os.getpid()}.tmp")
     proc = subprocess.run(
         [gcc, "-shared", "-fPIC", "-O2", "-o", str(partial), str(source), "-ldl"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
@@ -221,6 +234,7 @@ def build_shim(source: Path = SHIM_SOURCE, library: Path = SHIM_LIBRARY) -> Path
 
 
 # --- the daemons ----------------------------------------------------------------------
+
 
 def libvirt_log_env(name: str) -> dict[str, str]:
     # libvirt daemons read their log set-up from the environment (no journald here)
@@ -265,8 +279,9 @@ def sanlock_run_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("SANLOCK_RUN_DIR", "/run/sanlock"))
 
 
-def sanlock(watchdog: bool = False, env: dict[str, str] | None = None,
-            name: str = "sanlock") -> Daemon:
+def sanlock(
+    watchdog: bool = False, env: dict[str, str] | None = None, name: str = "sanlock"
+) -> Daemon:
     """`sanlock daemon -w 0` on a host, `-w 1` (with wdmd) in the kernel lab."""
     env = dict(env or {})
     if "SANLOCK_RUN_DIR" in os.environ:
@@ -308,8 +323,7 @@ def resolve(names: Iterable[str], daemons: dict[str, Daemon]) -> list[str]:
         if name in wanted:
             return
         if name not in daemons:
-            raise ServiceError(f"unknown service {name!r}; known: "
-                               f"{', '.join([*GROUPS, *daemons])}")
+            raise ServiceError(f"unknown service {name!r}; known: {', '.join([*GROUPS, *daemons])}")
         for dep in daemons[name].requires:
             add(dep)
         wanted.append(name)
@@ -321,6 +335,7 @@ def resolve(names: Iterable[str], daemons: dict[str, Daemon]) -> list[str]:
 
 
 # --- state: what the lab started -----------------------------------------------------
+
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
@@ -362,6 +377,7 @@ def ours(name: str, state: dict[str, dict[str, object]]) -> int | None:
 
 # --- up / down / status ----------------------------------------------------------------
 
+
 def status_of(daemon: Daemon, state: dict[str, dict[str, object]] | None = None) -> Status:
     state = load_state() if state is None else state
     why = daemon.probe(5.0)
@@ -381,11 +397,11 @@ def wait_answering(daemon: Daemon, deadline: float, pid: int | None = None) -> N
         if why is None:
             return
         if pid is not None and not alive(pid):
-            raise ServiceError(f"{daemon.name} (pid {pid}) exited while starting: {why}\n"
-                               f"{daemon.log_tail()}")
+            raise ServiceError(
+                f"{daemon.name} (pid {pid}) exited while starting: {why}\n{daemon.log_tail()}"
+            )
         if time.monotonic() >= deadline:
-            raise ServiceError(f"{daemon.name} did not answer in time: {why}\n"
-                               f"{daemon.log_tail()}")
+            raise ServiceError(f"{daemon.name} did not answer in time: {why}\n{daemon.log_tail()}")
         time.sleep(0.1)
 
 
@@ -393,8 +409,10 @@ def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
     """Start `daemon` (which must not be running) and wait until it answers; its PID."""
     deadline = time.monotonic() + timeout
     if shutil.which(daemon.argv[0]) is None:
-        raise ServiceError(f"{daemon.argv[0]} is not installed: apt-get install "
-                           f"{daemon.package or daemon.argv[0]} (make deps)")
+        raise ServiceError(
+            f"{daemon.argv[0]} is not installed: apt-get install "
+            f"{daemon.package or daemon.argv[0]} (make deps)"
+        )
     env = dict(daemon.env)
     if daemon.argv[0] == "sanlock" and needs_shim():
         env["LD_PRELOAD"] = str(build_shim())
@@ -409,16 +427,25 @@ def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
         try:
             # the launcher forks the daemon and exits: wait for it, nothing lingers
             rc = subprocess.run(
-                daemon.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                env=daemon_env(env), cwd="/", start_new_session=True,
+                daemon.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=daemon_env(env),
+                cwd="/",
+                start_new_session=True,
                 timeout=max(1.0, deadline - time.monotonic()),
             ).returncode
         except subprocess.TimeoutExpired:
-            raise ServiceError(f"{daemon.name}: `{' '.join(daemon.argv)}` did not detach in "
-                               f"{timeout:.0f} s\n{daemon.log_tail()}")
+            raise ServiceError(
+                f"{daemon.name}: `{' '.join(daemon.argv)}` did not detach in "
+                f"{timeout:.0f} s\n{daemon.log_tail()}"
+            )
     if rc != 0:
-        raise ServiceError(f"{daemon.name} failed to start (`{' '.join(daemon.argv)}` exited "
-                           f"with {rc})\n{daemon.log_tail()}")
+        raise ServiceError(
+            f"{daemon.name} failed to start (`{' '.join(daemon.argv)}` exited "
+            f"with {rc})\n{daemon.log_tail()}"
+        )
     pid = None
     pid_deadline = min(deadline, time.monotonic() + PIDFILE_TIMEOUT)
     while pid is None and time.monotonic() < pid_deadline:
@@ -427,9 +454,11 @@ def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
             pid = None
             time.sleep(0.05)
     if pid is None:
-        raise ServiceError(f"{daemon.name} did not start: no live process is named by "
-                           f"{daemon.pidfile} after `{' '.join(daemon.argv)}` returned\n"
-                           f"{daemon.log_tail()}")
+        raise ServiceError(
+            f"{daemon.name} did not start: no live process is named by "
+            f"{daemon.pidfile} after `{' '.join(daemon.argv)}` returned\n"
+            f"{daemon.log_tail()}"
+        )
     try:
         wait_answering(daemon, deadline, pid)
     except ServiceError:
@@ -458,9 +487,13 @@ def terminate(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
 ORDER = ("virtlogd", "libvirtd", "wdmd", "sanlock")  # start order; stop in reverse
 
 
-def up(names: Iterable[str] = ("all",), timeout: float = START_TIMEOUT,
-       watchdog: bool = False, log: Callable[[str], None] | None = None,
-       owner: str = "cli") -> list[str]:
+def up(
+    names: Iterable[str] = ("all",),
+    timeout: float = START_TIMEOUT,
+    watchdog: bool = False,
+    log: Callable[[str], None] | None = None,
+    owner: str = "cli",
+) -> list[str]:
     """Bring `names` up; returns the names this call started (the others already ran).
 
     `owner` "cli" (an explicit `services up`) keeps a daemon until `services down`, and
@@ -484,8 +517,13 @@ def up(names: Iterable[str] = ("all",), timeout: float = START_TIMEOUT,
                 continue
             t0 = time.monotonic()
             pid = start(daemon, timeout)
-            state[name] = {"pid": pid, "starttime": proc_starttime(pid), "owner": owner,
-                           "argv": daemon.argv, "started": time.time()}
+            state[name] = {
+                "pid": pid,
+                "starttime": proc_starttime(pid),
+                "owner": owner,
+                "argv": daemon.argv,
+                "started": time.time(),
+            }
             save_state(state)
             started.append(name)
             if log:
@@ -493,8 +531,9 @@ def up(names: Iterable[str] = ("all",), timeout: float = START_TIMEOUT,
     return started
 
 
-def _stop(names: Iterable[str], state: dict[str, dict[str, object]],
-          log: Callable[[str], None] | None) -> list[str]:
+def _stop(
+    names: Iterable[str], state: dict[str, dict[str, object]], log: Callable[[str], None] | None
+) -> list[str]:
     stopped = []
     for name in sorted(set(names), key=lambda n: -ORDER.index(n) if n in ORDER else 0):
         pid = ours(name, state)
@@ -508,16 +547,22 @@ def _stop(names: Iterable[str], state: dict[str, dict[str, object]],
     return stopped
 
 
-def down(names: Iterable[str] = ("all",), log: Callable[[str], None] | None = None,
-         watchdog: bool = False, force: bool = False) -> list[str]:
+def down(
+    names: Iterable[str] = ("all",),
+    log: Callable[[str], None] | None = None,
+    watchdog: bool = False,
+    force: bool = False,
+) -> list[str]:
     """Stop the daemons among `names` that the lab started; returns those it stopped.
     Refuses while test sessions use them, unless `force`."""
     daemons = registry(watchdog=watchdog)
     with locked():
         users = live_users()
         if users and not force:
-            raise ServiceError(f"test sessions (pids {', '.join(map(str, users))}) use the lab "
-                               f"services; not stopping them (--force to insist)")
+            raise ServiceError(
+                f"test sessions (pids {', '.join(map(str, users))}) use the lab "
+                f"services; not stopping them (--force to insist)"
+            )
         return _stop(resolve(names, daemons), load_state(), log)
 
 
@@ -561,9 +606,13 @@ class Session:
             (USERS_DIR / str(os.getpid())).write_text(f"{proc_starttime(os.getpid())}\n")
         self.registered = True
 
-    def up(self, names: Iterable[str], watchdog: bool = False,
-           timeout: float = START_TIMEOUT, log: Callable[[str], None] | None = None,
-           ) -> list[str]:
+    def up(
+        self,
+        names: Iterable[str],
+        watchdog: bool = False,
+        timeout: float = START_TIMEOUT,
+        log: Callable[[str], None] | None = None,
+    ) -> list[str]:
         self.register()
         started = up(names, timeout, watchdog, log, owner="session")
         self.started += started
@@ -598,17 +647,28 @@ def cmdline(pid: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.lab.services", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.lab.services",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("action", choices=("up", "down", "status"))
-    parser.add_argument("names", nargs="*", default=["all"],
-                        help="libvirt, sanlock, wdmd, all (default) or a daemon name")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        default=["all"],
+        help="libvirt, sanlock, wdmd, all (default) or a daemon name",
+    )
     parser.add_argument("--timeout", type=float, default=START_TIMEOUT)
-    parser.add_argument("--watchdog", action="store_true",
-                        help="sanlock -w 1 with wdmd (needs /dev/watchdog: the kernel lab)")
+    parser.add_argument(
+        "--watchdog",
+        action="store_true",
+        help="sanlock -w 1 with wdmd (needs /dev/watchdog: the kernel lab)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--force", action="store_true",
-                        help="down: stop even while test sessions use the services")
+    parser.add_argument(
+        "--force", action="store_true", help="down: stop even while test sessions use the services"
+    )
     args = parser.parse_args(argv)
 
     def say(msg: str) -> None:

@@ -35,14 +35,30 @@ def lab_test_files() -> list[str]:
     """Test files that mark tests `lab` (found on the host: collecting the whole suite in
     the guest would cost minutes, Python being 20-30x slower there)."""
     marked = re.compile(r"mark\.lab\b")
-    return sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")
-                  if marked.search(p.read_text(errors="replace")))
+    return sorted(
+        str(p.relative_to(REPO))
+        for p in (REPO / "tests").rglob("test_*.py")
+        if marked.search(p.read_text(errors="replace"))
+    )
 
 
 def guest_command(junit: str) -> str:
     extra = shlex.split(os.environ.get("VDSM_LAB_PYTEST_ARGS", ""))
-    argv = [sys.executable, "-m", "pytest", "-m", "lab", "-p", "no:cacheprovider",
-            "-p", "no:hypothesispytest", "-rA", "-v", "--durations=10", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "lab",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        "-rA",
+        "-v",
+        "--durations=10",
+        *extra,
+    ]
     if not any(a.startswith("tests") for a in extra):
         argv += lab_test_files()
     # $LAB_OUT (the guest's export back to the host) must stay unquoted for the guest shell
@@ -58,8 +74,9 @@ def parse_junit(path: Path) -> dict[str, object]:
     for case in root.iter("testcase"):
         for skipped in case.findall("skipped"):
             if skipped.get("type") != "pytest.xfail":
-                skips.append((f"{case.get('classname')}.{case.get('name')}",
-                              skipped.get("message", "")))
+                skips.append(
+                    (f"{case.get('classname')}.{case.get('name')}", skipped.get("message", ""))
+                )
     return {"tests": total, "failures": failures, "skips": skips}
 
 
@@ -67,18 +84,32 @@ def test_lab_tests_pass_in_the_kernel_lab(tmp_path: Path) -> None:
     require_command("qemu-system-x86_64", "qemu-system-x86")
     require_command("cpio", "cpio")
     out = tmp_path / "out"
-    argv = [str(RUN_IN_LAB), "-t", str(LAB_TIMEOUT), "-o", str(out),
-            guest_command("$LAB_OUT/junit.xml")]
+    argv = [
+        str(RUN_IN_LAB),
+        "-t",
+        str(LAB_TIMEOUT),
+        "-o",
+        str(out),
+        guest_command("$LAB_OUT/junit.xml"),
+    ]
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = proc.communicate(timeout=LAB_TIMEOUT + 120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # run-in-lab and its qemu
         output, _ = proc.communicate()
-        pytest.fail(f"the kernel lab did not finish in {LAB_TIMEOUT + 120} s:\n{output}",
-                    pytrace=False)
+        pytest.fail(
+            f"the kernel lab did not finish in {LAB_TIMEOUT + 120} s:\n{output}", pytrace=False
+        )
     elapsed = time.monotonic() - t0
     junit = out / "junit.xml"
     artifacts = os.environ.get("VDSM_TEST_ARTIFACTS")
@@ -90,10 +121,14 @@ def test_lab_tests_pass_in_the_kernel_lab(tmp_path: Path) -> None:
     meaning = {124: " (timed out)", 125: " (the guest died)", 2: " (the lab cannot start)"}
     assert proc.returncode == 0, (
         f"the kernel lab run failed with exit status {proc.returncode}"
-        f"{meaning.get(proc.returncode, '')}; guest output:\n{output}")
+        f"{meaning.get(proc.returncode, '')}; guest output:\n{output}"
+    )
     assert junit.exists(), f"the guest wrote no junit report; guest output:\n{output}"
     result = parse_junit(junit)
     assert result["tests"], f"no lab test ran in the guest; guest output:\n{output}"
-    bad = [(name, why) for name, why in result["skips"]  # type: ignore[attr-defined]
-           if not ALLOWED_SKIPS.search(why)]
+    bad = [
+        (name, why)
+        for name, why in result["skips"]  # type: ignore[attr-defined]
+        if not ALLOWED_SKIPS.search(why)
+    ]
     assert not bad, f"lab tests skipped in the guest: {bad}; guest output:\n{output}"

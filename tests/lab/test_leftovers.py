@@ -15,7 +15,7 @@ from tests.lab.services import alive
 
 pytestmark = pytest.mark.integration
 
-INNER = '''
+INNER = """
 import json, os, signal, subprocess, pathlib
 
 def test_makes_things(loop_device, lvm_vg, netns, libvirt_domain):
@@ -37,7 +37,7 @@ def test_makes_things(loop_device, lvm_vg, netns, libvirt_domain):
         os.kill(os.getpid(), signal.SIGKILL)
     sleeper.kill(); sleeper.wait()
     raise AssertionError("failing on purpose")
-'''
+"""
 
 
 def wait_gone(pid: int, timeout: float = 10) -> None:
@@ -69,8 +69,7 @@ def test_fixtures_clean_up_after_a_failing_test(tmp_path: Path, libvirt_uri: str
     wait_gone(made["qemu"])
 
 
-def test_next_session_sweeps_what_a_killed_session_left(tmp_path: Path,
-                                                        libvirt_uri: str) -> None:
+def test_next_session_sweeps_what_a_killed_session_left(tmp_path: Path, libvirt_uri: str) -> None:
     require_kvm()
     record = tmp_path / "record.json"
     proc = run_pytest(tmp_path, INNER, env={"LAB_RECORD": str(record), "LAB_MODE": "crash"})
@@ -83,8 +82,12 @@ def test_next_session_sweeps_what_a_killed_session_left(tmp_path: Path,
         assert alive(made["sleeper"])
         assert made["domain"] in domains()
         found = {(item.kind, item.owner) for item in leftovers.find()}
-        assert {("loop", made["owner"]), ("netns", made["owner"]),
-                ("process", made["owner"]), ("domain", made["owner"])} <= found
+        assert {
+            ("loop", made["owner"]),
+            ("netns", made["owner"]),
+            ("process", made["owner"]),
+            ("domain", made["owner"]),
+        } <= found
 
         nothing = run_pytest(tmp_path, "def test_nothing():\n    pass\n", name="test_next.py")
         assert nothing.returncode == 0, nothing.stdout + nothing.stderr

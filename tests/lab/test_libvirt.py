@@ -14,13 +14,15 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_kvm_domain_lifecycle(libvirt_conn: Any, libvirt_domain: Callable[..., Any],
-                              shared_tmp_path: Path) -> None:
+def test_kvm_domain_lifecycle(
+    libvirt_conn: Any, libvirt_domain: Callable[..., Any], shared_tmp_path: Path
+) -> None:
     import libvirt
 
     disk = shared_tmp_path / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"],
-                   check=True, timeout=30)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True, timeout=30
+    )
     t0 = time.monotonic()
     dom = libvirt_domain(memory_mib=64, disk=disk)
     created = time.monotonic() - t0
@@ -60,4 +62,4 @@ def _proc_state(pid: int) -> str:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return "gone"
-    return stat[stat.rindex(")") + 2:].split()[0]
+    return stat[stat.rindex(")") + 2 :].split()[0]

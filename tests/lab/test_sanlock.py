@@ -13,16 +13,16 @@ from tests.lab.fixtures import Lockspace, SanlockDaemon
 pytestmark = pytest.mark.integration
 
 
-def test_lockspace_join_acquire_release(sanlock: SanlockDaemon,
-                                        sanlock_lockspace: Callable[..., Lockspace]) -> None:
+def test_lockspace_join_acquire_release(
+    sanlock: SanlockDaemon, sanlock_lockspace: Callable[..., Lockspace]
+) -> None:
     import sanlock as sl
 
     t0 = time.monotonic()
     ls = sanlock_lockspace(host_id=1, io_timeout=1)
     joined = time.monotonic() - t0
     assert sl.inq_lockspace(ls.bname, 1, ls.ids) is True
-    assert any(s["lockspace"] == ls.bname and s["host_id"] == 1
-               for s in sl.get_lockspaces())
+    assert any(s["lockspace"] == ls.bname and s["host_id"] == 1 for s in sl.get_lockspaces())
     assert joined < 15, f"joining a lockspace with io_timeout 1 took {joined:.1f} s"
 
     disks = ls.add_resource("SDM")

@@ -19,11 +19,19 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90,
-        ) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 90,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tests.lab.services", *args], cwd=REPO, capture_output=True,
-        text=True, timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "tests.lab.services", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -37,8 +45,9 @@ def test_status_names_the_running_daemons(libvirt_uri: str, sanlock: SanlockDaem
         assert st["pid"] and services.alive(st["pid"]), name
 
 
-def test_up_is_fast_and_quiet_when_everything_runs(libvirt_uri: str, sanlock: SanlockDaemon,
-                                                   tmp_path: Path) -> None:
+def test_up_is_fast_and_quiet_when_everything_runs(
+    libvirt_uri: str, sanlock: SanlockDaemon, tmp_path: Path
+) -> None:
     t0 = time.monotonic()
     # a state dir of its own: an `up` in the shared one would adopt the session's daemons
     proc = cli("up", env={"VDSM_LAB_RUN_DIR": str(tmp_path)})
@@ -58,8 +67,10 @@ def test_private_sanlock_up_status_down(tmp_path: Path) -> None:
     """A second sanlock daemon with its own run dir and state file: up starts it and
     records it, status reports it as ours, down stops exactly that process."""
     require_root()
-    env = {"VDSM_LAB_RUN_DIR": str(tmp_path / "state"),
-           "SANLOCK_RUN_DIR": str(tmp_path / "sanlock")}
+    env = {
+        "VDSM_LAB_RUN_DIR": str(tmp_path / "state"),
+        "SANLOCK_RUN_DIR": str(tmp_path / "sanlock"),
+    }
     shared_before = services.status(["sanlock"])[0]
 
     up = cli("up", "sanlock", "--json", env=env)
@@ -89,8 +100,10 @@ def test_private_sanlock_up_status_down(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "state" / "started.json").read_text()) == {}
     # the shared daemon was not touched
     shared_after = services.status(["sanlock"])[0]
-    assert (shared_after.answering, shared_after.pid) == (shared_before.answering,
-                                                          shared_before.pid)
+    assert (shared_after.answering, shared_after.pid) == (
+        shared_before.answering,
+        shared_before.pid,
+    )
 
 
 def test_down_leaves_daemons_it_did_not_start(tmp_path: Path, sanlock: SanlockDaemon) -> None:
@@ -105,8 +118,9 @@ def test_libvirtd_that_fails_to_start_is_reported_with_its_log(tmp_path: Path) -
     require_root()
     config = tmp_path / "libvirtd.conf"
     config.write_text("listen_tls = [ this is not valid\n")
-    daemon = services.libvirtd(config=config, pidfile=tmp_path / "libvirtd.pid",
-                               name="libvirtd-broken")
+    daemon = services.libvirtd(
+        config=config, pidfile=tmp_path / "libvirtd.pid", name="libvirtd-broken"
+    )
     with pytest.raises(services.ServiceError) as err:
         services.start(daemon, timeout=30)
     message = str(err.value)
@@ -132,18 +146,24 @@ def test_sanlock_that_fails_to_start_is_reported_with_its_log(tmp_path: Path) ->
     assert f"Using non-standard run directory '{run_dir}'" in message  # its own log line
 
 
-def test_lab_services_fixture_fails_with_the_log(monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+def test_lab_services_fixture_fails_with_the_log(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """What a test sees when a service cannot come up: a failure carrying the log."""
     require_root()
     config = tmp_path / "libvirtd.conf"
     config.write_text("max_clients = \n")
-    broken = services.libvirtd(config=config, pidfile=tmp_path / "pid", name="libvirtd",
-                               uri="qemu+unix:///system?socket=" + str(tmp_path / "none"))
+    broken = services.libvirtd(
+        config=config,
+        pidfile=tmp_path / "pid",
+        name="libvirtd",
+        uri="qemu+unix:///system?socket=" + str(tmp_path / "none"),
+    )
     broken.requires = ()  # leave the shared virtlogd alone
     real_registry = services.registry
-    monkeypatch.setattr(services, "registry", lambda watchdog=False: {
-        **real_registry(watchdog), "libvirtd": broken})
+    monkeypatch.setattr(
+        services, "registry", lambda watchdog=False: {**real_registry(watchdog), "libvirtd": broken}
+    )
     monkeypatch.setattr(services, "RUN_DIR", tmp_path / "state")
     monkeypatch.setattr(services, "STATE_FILE", tmp_path / "state" / "started.json")
     monkeypatch.setattr(services, "USERS_DIR", tmp_path / "state" / "users")
@@ -155,8 +175,9 @@ def test_lab_services_fixture_fails_with_the_log(monkeypatch: pytest.MonkeyPatch
     lab.close()
 
 
-def test_last_session_out_stops_the_session_daemons(monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
+def test_last_session_out_stops_the_session_daemons(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Concurrent test runs share daemons: a session ending while another still runs
     leaves them up; the last one stops them.  Uses a private sanlock and state dir."""
     require_root()

@@ -56,10 +56,12 @@ def test_vdsmd_kill_and_restart(vdsmd: Callable[..., VdsmdProcess]) -> None:
     assert "=== start 2:" in daemon.stderr_path.read_text()
 
 
-def test_config_is_merged_over_the_defaults(vdsmd: Callable[..., VdsmdProcess],
-                                            tmp_path: Path) -> None:
-    daemon = vdsmd({"libvirt": {"uri": "qemu:///system"}, "rpc": {"max_connections": "7"}},
-                   start=False)
+def test_config_is_merged_over_the_defaults(
+    vdsmd: Callable[..., VdsmdProcess], tmp_path: Path
+) -> None:
+    daemon = vdsmd(
+        {"libvirt": {"uri": "qemu:///system"}, "rpc": {"max_connections": "7"}}, start=False
+    )
     daemon.write_config()
     config = configparser.ConfigParser()
     config.read(daemon.config_path)
@@ -69,12 +71,12 @@ def test_config_is_merged_over_the_defaults(vdsmd: Callable[..., VdsmdProcess],
     assert daemon.dropin_dir.is_dir()
 
 
-INNER_FAILING = '''
+INNER_FAILING = """
 def test_fails_with_a_daemon(vdsmd):
     daemon = vdsmd()
     assert daemon.running()
     raise AssertionError("failing on purpose")
-'''
+"""
 
 
 def test_failing_test_report_carries_the_vdsmd_log(tmp_path: Path) -> None:

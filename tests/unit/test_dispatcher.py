@@ -85,7 +85,9 @@ def req(method: str, params=None, id_="1") -> dict:
 
 def test_one_element_batch_is_answered_bare(make):
     assert call(make(), [req("Test.echo", {"text": "hi"})]) == {
-        "jsonrpc": "2.0", "result": "hi", "id": "1",
+        "jsonrpc": "2.0",
+        "result": "hi",
+        "id": "1",
     }
 
 
@@ -154,7 +156,8 @@ def test_unknown_params_are_dropped_and_logged_once(make, caplog):
 
 def test_vdsm_errors_keep_their_code_and_text(make):
     assert call(make(), req("Test.fail", {"code": 1}))["error"] == {
-        "code": 1, "message": "Virtual machine does not exist: {'vmId': 'x'}",
+        "code": 1,
+        "message": "Virtual machine does not exist: {'vmId': 'x'}",
     }
     assert call(make(), req("Test.fail", {"code": "2"}))["error"]["code"] == 40
 
@@ -185,7 +188,9 @@ def test_call_timeout(make):
 
 def test_context_carries_caller_and_flow_id(make):
     assert call(make(), req("Test.whoami"))["result"] == {
-        "peer": "10.0.0.1:5000", "flow": "flow-1", "method": "Test.whoami",
+        "peer": "10.0.0.1:5000",
+        "flow": "flow-1",
+        "method": "Test.whoami",
     }
 
 

@@ -135,7 +135,7 @@ def test_explicit_null_means_default(verb):
 def test_broken_schemas_are_refused():
     with pytest.raises(schema.SchemaError, match="unknown type"):
         schema.parse({"verbs": {"A.b": {"params": [{"name": "x", "type": "Nope"}]}}})
-    with pytest.raises(schema.SchemaError, match="Namespace.verb"):
+    with pytest.raises(schema.SchemaError, match=r"Namespace\.verb"):
         schema.parse({"verbs": {"nodot": {}}})
     with pytest.raises(schema.SchemaError, match="duplicate"):
         schema.parse({"verbs": {"A.b": {"params": [{"name": "x", "type": "int"}] * 2}}})

@@ -97,9 +97,7 @@ def read_topology(sys_cpu: Path = SYS_CPU, cpu_to_node: dict[int, int] | None = 
     if online_text.strip():
         online = parse_cpu_list(online_text)
     else:
-        online = sorted(
-            int(p.name[3:]) for p in sys_cpu.glob("cpu[0-9]*") if p.name[3:].isdigit()
-        )
+        online = sorted(int(p.name[3:]) for p in sys_cpu.glob("cpu[0-9]*") if p.name[3:].isdigit())
     cpus = []
     for cpu_id in online:
         topo = sys_cpu / f"cpu{cpu_id}" / "topology"

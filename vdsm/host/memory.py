@@ -48,8 +48,11 @@ def read_meminfo(path: Path = PROC_MEMINFO) -> dict[str, int]:
 
 def reclaimable_kib(info: dict[str, int]) -> int:
     """Memory a VM could get: free plus page cache, buffers and reclaimable slab."""
-    return info.get("MemFree", 0) + info.get("Cached", 0) + info.get("Buffers", 0) + info.get(
-        "SReclaimable", 0
+    return (
+        info.get("MemFree", 0)
+        + info.get("Cached", 0)
+        + info.get("Buffers", 0)
+        + info.get("SReclaimable", 0)
     )
 
 

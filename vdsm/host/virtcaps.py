@@ -106,9 +106,7 @@ def cpu_flags(cpuinfo_flags: list[str], features: list[str], models: list[str]) 
     return ",".join(flags + models)
 
 
-def cluster_levels(
-    libvirt: tuple[int, ...] | None, qemu: tuple[int, ...] | None
-) -> list[str]:
+def cluster_levels(libvirt: tuple[int, ...] | None, qemu: tuple[int, ...] | None) -> list[str]:
     levels = list(BASE_CLUSTER_LEVELS)
     if libvirt is not None and libvirt[:2] >= (8, 0):
         levels.append("4.7")

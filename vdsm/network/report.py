@@ -187,7 +187,7 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
 
 
 def classify(link: Link, links: dict[int, Link], rules: _Rules) -> str | None:
-    """"nics", "bondings", "bridges", "vlans", or None for links not reported."""
+    """ "nics", "bondings", "bridges", "vlans", or None for links not reported."""
     if link.kind == "bridge":
         return None if link.name == DUMMY_BRIDGE else "bridges"
     if link.kind == "bond":

@@ -45,9 +45,7 @@ class Bulkhead:
         self._slots = asyncio.Semaphore(concurrency)
         self.stuck = 0  # calls given up whose thread is still running
 
-    async def run(
-        self, fn: Callable[..., T], *args: Any, timeout: float | None = None
-    ) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         limit = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit

@@ -79,8 +79,14 @@ class CpuTimes:
     def total(self) -> int:
         # guest/guest_nice are already counted in user/nice, so they are left out.
         return (
-            self.user + self.nice + self.system + self.idle
-            + self.iowait + self.irq + self.softirq + self.steal
+            self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
         )
 
 

@@ -15,8 +15,9 @@ from tests.lab.resources import run
 pytestmark = pytest.mark.lab
 
 
-def test_sanlock_uses_the_watchdog(sanlock: SanlockDaemon,
-                                   sanlock_lockspace: Callable[..., Lockspace]) -> None:
+def test_sanlock_uses_the_watchdog(
+    sanlock: SanlockDaemon, sanlock_lockspace: Callable[..., Lockspace]
+) -> None:
     import sanlock as sl
 
     assert sanlock.watchdog

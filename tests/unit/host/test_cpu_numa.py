@@ -53,10 +53,14 @@ def fake_two_socket_host(root: Path) -> Path:
     """2 sockets x 2 cores x 2 threads; cpu 7 offline."""
     sys_cpu = root / "cpu"
     layout = {  # cpu: (socket, core, siblings)
-        0: (0, 0, "0,4"), 4: (0, 0, "0,4"),
-        1: (0, 1, "1,5"), 5: (0, 1, "1,5"),
-        2: (1, 0, "2,6"), 6: (1, 0, "2,6"),
-        3: (1, 1, "3,7"), 7: (1, 1, "3,7"),
+        0: (0, 0, "0,4"),
+        4: (0, 0, "0,4"),
+        1: (0, 1, "1,5"),
+        5: (0, 1, "1,5"),
+        2: (1, 0, "2,6"),
+        6: (1, 0, "2,6"),
+        3: (1, 1, "3,7"),
+        7: (1, 1, "3,7"),
     }
     for cpu_id, (socket, core, siblings) in layout.items():
         make_cpu(sys_cpu, cpu_id, socket, core, siblings)
@@ -82,8 +86,15 @@ def test_topology_negative_die_is_zero(tmp_path):
     assert cpu.read_topology(tmp_path).cpus[0].die_id == 0
 
 
-def make_node(root: Path, node_id: int, cpulist: str, total: int, free: int, distance: str,
-              huge: dict[int, tuple[int, int]]) -> None:
+def make_node(
+    root: Path,
+    node_id: int,
+    cpulist: str,
+    total: int,
+    free: int,
+    distance: str,
+    huge: dict[int, tuple[int, int]],
+) -> None:
     node = root / f"node{node_id}"
     node.mkdir(parents=True)
     (node / "cpulist").write_text(cpulist + "\n")

@@ -106,7 +106,11 @@ def ifaddr(family, prefix, flags, scope, index, *attrs):
 def test_addresses():
     v4 = nl.parse_address(
         ifaddr(
-            socket.AF_INET, 24, 0, 0, 2,
+            socket.AF_INET,
+            24,
+            0,
+            0,
+            2,
             attr(nl.IFA_ADDRESS, socket.inet_aton("10.0.0.9")),  # peer on p2p links
             attr(nl.IFA_LOCAL, socket.inet_aton("10.0.0.1")),
             attr(nl.IFA_LABEL, b"eth0:1\0"),
@@ -119,7 +123,11 @@ def test_addresses():
 
     v6 = nl.parse_address(
         ifaddr(
-            socket.AF_INET6, 64, 0x80, 253, 2,
+            socket.AF_INET6,
+            64,
+            0x80,
+            253,
+            2,
             attr(nl.IFA_ADDRESS, socket.inet_pton(socket.AF_INET6, "fe80::1")),
         )
     )
@@ -137,7 +145,11 @@ def rtmsg(family, dst_len, table, scope, rtype, *attrs):
 def test_routes_default_and_multipath():
     (default,) = nl.parse_routes(
         rtmsg(
-            socket.AF_INET, 0, 254, 0, 1,
+            socket.AF_INET,
+            0,
+            254,
+            0,
+            1,
             attr(nl.RTA_GATEWAY, socket.inet_aton("192.0.2.1")),
             attr(nl.RTA_OIF, u32(4)),
             attr(nl.RTA_TABLE, u32(254)),
@@ -154,8 +166,14 @@ def test_routes_default_and_multipath():
     assert [(r.oif, r.gateway) for r in routes] == [(2, "10.0.0.1"), (3, "10.0.1.1")]
 
     (subnet,) = nl.parse_routes(
-        rtmsg(socket.AF_INET6, 64, 254, 0, 1,
-              attr(nl.RTA_DST, socket.inet_pton(socket.AF_INET6, "fd00::")))
+        rtmsg(
+            socket.AF_INET6,
+            64,
+            254,
+            0,
+            1,
+            attr(nl.RTA_DST, socket.inet_pton(socket.AF_INET6, "fd00::")),
+        )
     )
     assert subnet.dst == "fd00::" and not subnet.is_default
 

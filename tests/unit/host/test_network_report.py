@@ -206,8 +206,16 @@ def test_cache_copy_invalidate_and_address_lookup(tmp_path):
         assert fake.calls == 2 and report.builds == 2
         lookups = [
             await report.device_by_address(a)
-            for a in ("192.168.1.5", "192.168.1.5:54321", "::ffff:192.168.1.5",
-                      "[2001:db8::5]:54321", "127.0.0.1", "10.9.9.9", "", "garbage")
+            for a in (
+                "192.168.1.5",
+                "192.168.1.5:54321",
+                "::ffff:192.168.1.5",
+                "[2001:db8::5]:54321",
+                "127.0.0.1",
+                "10.9.9.9",
+                "",
+                "garbage",
+            )
         ]
         return lookups
 
@@ -225,8 +233,9 @@ def test_report_expires(tmp_path):
     assert asyncio.run(run()) == 2
 
 
-def make_link_dir(root, name, flags="0x1003", carrier="1", devtype=None, physical=False,
-                  speed="1000", **counters):
+def make_link_dir(
+    root, name, flags="0x1003", carrier="1", devtype=None, physical=False, speed="1000", **counters
+):
     base = root / name
     (base / "statistics").mkdir(parents=True)
     (base / "flags").write_text(flags + "\n")

@@ -93,7 +93,7 @@ def test_vnc_tls(tmp_path):
     conf = tmp_path / "qemu.conf"
     conf.write_text("#vnc_tls = 1\n")
     assert osinfo.vnc_encrypted(conf) is False
-    conf.write_text("vnc_listen = \"0.0.0.0\"\nvnc_tls = 1\n")
+    conf.write_text('vnc_listen = "0.0.0.0"\nvnc_tls = 1\n')
     assert osinfo.vnc_encrypted(conf) is True
 
 

@@ -67,7 +67,7 @@ def test_loadavg():
 
 
 def test_key_values_unquotes_and_skips_comments():
-    text = 'NAME="Debian GNU/Linux"\n# comment\nID=debian\nVERSION_ID=\'12\'\nnoequals\n'
+    text = "NAME=\"Debian GNU/Linux\"\n# comment\nID=debian\nVERSION_ID='12'\nnoequals\n"
     assert procfs.parse_key_values(text) == {
         "NAME": "Debian GNU/Linux",
         "ID": "debian",

@@ -53,7 +53,10 @@ def test_machines_of_the_kvm_domain_with_canonical_names():
 def test_machines_fall_back_to_the_architecture():
     no_kvm = CAPS.replace("type='kvm'", "type='xen'")
     assert virtcaps.emulated_machines(no_kvm, "x86_64") == [
-        "pc", "pc-i440fx-7.2", "pc-q35-7.2", "q35"
+        "pc",
+        "pc-i440fx-7.2",
+        "pc-q35-7.2",
+        "q35",
     ]
 
 
