@@ -18,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from bench import load
+from vdsm.client.stomp import StompClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +33,17 @@ TARGETS = {
     "ready_s": 1.0,  # daemon start to READY=1 <= 1 s
     "idle_rss_mb": 60.0,  # <= 60 MB
 }
+
+
+# Read before anything is pinned: the CPUs this run may use.
+CPUS = sorted(os.sched_getaffinity(0))
+
+
+def pin(pid: int, server: bool) -> None:
+    """Server on one CPU, load generator on another: both contend for nothing else, so the
+    figures are steady and the baseline and vdsm get the same machine."""
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(pid, {CPUS[-1]} if server else {CPUS[0]})
 
 
 def rss_mb(pid: int) -> float:
@@ -74,6 +87,7 @@ def vdsmd(root: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, float]]:
         stdout=subprocess.DEVNULL,
         stderr=stderr,
     )
+    pin(proc.pid, server=True)
     try:
         while b"READY=1" not in sock.recv(4096):
             pass
@@ -106,12 +120,23 @@ def baseline() -> Iterator[int]:
         stdin=subprocess.DEVNULL,
         text=True,
     )
+    pin(proc.pid, server=True)
     try:
         assert proc.stdout is not None
         yield int(proc.stdout.readline())
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def engine_first_calls(port: int) -> None:
+    """What an engine does on connecting: capabilities, then statistics."""
+    client = await StompClient.connect("127.0.0.1", port)
+    try:
+        await client.call("Host.getCapabilities")
+        await client.call("Host.getStats")
+    finally:
+        await client.close()
 
 
 def measure(port: int, count: int, seconds: float) -> dict[str, float]:
@@ -130,6 +155,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     args = parser.parse_args()
     count, seconds = (500, 1.0) if args.quick else (3000, 3.0)
+    pin(os.getpid(), server=False)
 
     with tempfile.TemporaryDirectory(prefix="vdsm-bench-") as tmp:
         ready_times = []
@@ -137,10 +163,14 @@ def main() -> int:
             with vdsmd(Path(tmp) / f"start{i}") as (_, _, ready):
                 ready_times.append(ready)
         with vdsmd(Path(tmp) / "load") as (proc, port, _):
+            asyncio.run(engine_first_calls(port))
             time.sleep(2.0)
             idle_rss = rss_mb(proc.pid)
             ours = measure(port, count, seconds)
             loaded_rss = rss_mb(proc.pid)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10):
+                pass
+            http_rss = rss_mb(proc.pid)
         with baseline() as base_port:
             base = measure(base_port, count, seconds)
 
@@ -157,7 +187,10 @@ def main() -> int:
         print(f"{name:28} {mine:12.3f} {theirs:12.3f} {mine / theirs:10.2f}")
     print()
     print(f"daemon start to READY=1 (median of 3): {ready:.3f} s")
-    print(f"idle RSS: {idle_rss:.1f} MB (after the load run: {loaded_rss:.1f} MB)")
+    print(
+        f"idle RSS after getCapabilities + getStats: {idle_rss:.1f} MB "
+        f"(after the load run: {loaded_rss:.1f} MB; with the HTTP side built: {http_rss:.1f} MB)"
+    )
     print()
     ratio_16 = ours["calls_s_16"] / base["calls_s_16"]
     checks = [

@@ -56,8 +56,6 @@ class Daemon:
     async def _build(self) -> None:
         # Imported here so that a configuration error is reported before the heavier
         # imports, and `vdsmd --help` stays instant.
-        from aiohttp import web
-
         from vdsm.api import registry, schema
         from vdsm.api.host import HostAPI
         from vdsm.host.capabilities import HostInfo
@@ -65,7 +63,7 @@ class Daemon:
         from vdsm.network.connectivity import ConnectivityMonitor
         from vdsm.network.monitor import NetworkChangeMonitor
         from vdsm.network.report import NetworkReport
-        from vdsm.rpc.http import HttpApi
+        from vdsm.rpc.http_frontend import HttpFrontend
         from vdsm.rpc.jsonrpc import Dispatcher
         from vdsm.rpc.listener import Listener, TlsFiles, server_ssl_context
         from vdsm.rpc.metrics import Metrics
@@ -139,7 +137,7 @@ class Daemon:
             ),
         )
         self.bus.subscribe(self.broker.deliver_event)
-        self.http = HttpApi(
+        self.http = HttpFrontend(
             dispatcher,
             self.lifecycle,
             metrics,
@@ -147,12 +145,6 @@ class Daemon:
             max_body_size=cfg.rpc.max_frame_size,
             event_queue_size=cfg.rpc.event_queue_size,
         )
-        self.http_runner = web.AppRunner(
-            self.http.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
-        )
-        await self.http_runner.setup()
-        server = self.http_runner.server
-        assert server is not None
         ssl_context = None
         if cfg.vars.ssl:
             try:
@@ -163,7 +155,7 @@ class Daemon:
                 raise StartupError(f"cannot set up TLS: {e}") from None
         self.listener = Listener(
             broker=self.broker,
-            http_factory=server,
+            http_builder=self.http.protocol_factory,
             metrics=metrics,
             ssl_context=ssl_context,
             max_connections=cfg.rpc.max_connections,
@@ -277,9 +269,8 @@ class Daemon:
         self.notifier.notify("STOPPING=1")
         self.bus.enabled = False
         self.listener.stop_accepting()
-        await self.http.close_websockets()
         await self.listener.close()
-        await self.http_runner.cleanup()
+        await self.http.close()
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):

@@ -94,3 +94,24 @@ def test_websocket_follows_events(daemon, veth_pair):
     event = asyncio.run(follow())
     assert event["method"] == "|net|host_conn|no_id"
     assert isinstance(event["params"]["notify_time"], int)
+
+
+def aiohttp_loaded(pid: int) -> bool:
+    return "aiohttp" in open(f"/proc/{pid}/maps").read()
+
+
+def test_http_side_is_built_on_its_first_client(daemon):
+    # An engine only speaks STOMP: it never pays for the HTTP stack.
+    assert ping(daemon.host, daemon.port)["result"] is True
+    assert not aiohttp_loaded(daemon.pid)
+    status, _, _ = get(daemon, "/health")
+    assert status == 200
+    assert aiohttp_loaded(daemon.pid)
+
+
+def test_concurrent_first_http_clients_all_get_answers(daemon):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: get(daemon, "/health")[0], range(8)))
+    assert results == [200] * 8

@@ -17,9 +17,11 @@ SUPPORTED_ENGINES = ["4.2", "4.3", "4.4", "4.5"]
 
 
 def _xml(text: str) -> Any:
-    from lxml import etree  # type: ignore[import-untyped]
+    # The standard library parser is enough for these lookups and, unlike lxml, costs
+    # no extra memory: libvirt's XML is trusted, and nothing here needs XPath.
+    from xml.etree import ElementTree
 
-    return etree.fromstring(text.encode())
+    return ElementTree.fromstring(text)
 
 
 def emulated_machines(caps_xml: str, arch: str) -> list[str]:

@@ -15,6 +15,7 @@ error objects).  Around it this module adds what VDSM's engine expects (contract
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -22,7 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
+from jsonrpcserver import Error, Result, Success
+from jsonrpcserver.async_dispatcher import dispatch_to_response_pure
+from jsonrpcserver.response import to_serializable_one
 
 from vdsm import context, errors, logutils
 from vdsm.api.registry import Binding
@@ -113,12 +116,13 @@ class Dispatcher:
                         )
                     )
                 )
-        response = await async_dispatch_to_serializable(
-            "",
-            self._methods,
-            context=meta,
+        response = await dispatch_to_response_pure(
             deserializer=lambda _: parsed,
             validator=_validate,
+            methods=self._methods,
+            context=meta,
+            post_process=to_serializable_one,  # type: ignore[arg-type]
+            request="",
         )
         if response is None:
             return None
@@ -140,6 +144,9 @@ class Dispatcher:
         async def handler(meta: RequestMeta, *args: Any, **kwargs: Any) -> Result:
             return await self._call(binding, meta, list(args) if args else kwargs)
 
+        # jsonrpcserver checks every call against the handler's signature; a precomputed
+        # one spares inspect.signature's work on each request (~25 us).
+        handler.__signature__ = _HANDLER_SIGNATURE  # type: ignore[attr-defined]
         return handler
 
     async def _call(self, binding: Binding, meta: RequestMeta, params: Any) -> Result:
@@ -165,7 +172,8 @@ class Dispatcher:
             if log.isEnabledFor(level):
                 log.log(level, "START %s(%s) from=%s", verb.name, logutils.mask(args), meta.peer)
             try:
-                result = await asyncio.wait_for(binding.call(**args), self.call_timeout)
+                async with asyncio.timeout(self.call_timeout):
+                    result = await binding.call(**args)
             except errors.VdsmError as e:
                 # Errors of the tree are anticipated: their text says it all.
                 log.log(
@@ -197,6 +205,12 @@ class Dispatcher:
         if error is not None:
             return Error(error.code, str(error))
         return Success(True if result is None else result)
+
+
+async def _signature_model(meta: RequestMeta, *args: Any, **kwargs: Any) -> Result: ...
+
+
+_HANDLER_SIGNATURE = inspect.signature(_signature_model)
 
 
 def _brief(value: Any, limit: int = 400) -> str:

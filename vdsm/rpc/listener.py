@@ -2,6 +2,8 @@
 
 After the TLS handshake the first bytes decide: a STOMP command word goes to the STOMP
 server, an HTTP method to the aiohttp application, anything else is logged and closed.
+The HTTP side is built on its first client: aiohttp costs ~12 MB of memory, and the
+engine itself speaks only STOMP, so most hosts never pay for it.
 A client that sends nothing within `handshake_timeout` is closed.  Past
 `max_connections` a new client is told so in its own protocol and closed.
 """
@@ -13,7 +15,7 @@ import errno
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,9 @@ _BUSY_HTTP = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 21\r\nConnection: close\r\n\r\nToo many connections\n"
 )
+
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
 
 
 def split_address(sockaddr: Any) -> tuple[str, int]:
@@ -115,14 +120,15 @@ class Listener:
         self,
         *,
         broker: StompBroker,
-        http_factory: Callable[[], asyncio.Protocol],
+        http_builder: Callable[[], Coroutine[Any, Any, ProtocolFactory]],
         metrics: Metrics,
         ssl_context: ssl.SSLContext | None,
         max_connections: int,
         handshake_timeout: float,
     ) -> None:
         self.broker = broker
-        self.http_factory = http_factory
+        self.http_builder = http_builder
+        self._http: asyncio.Task[ProtocolFactory] | None = None
         self.metrics = metrics
         self.ssl_context = ssl_context
         self.max_connections = max_connections
@@ -144,6 +150,13 @@ class Listener:
         )
         bound_host, bound_port = split_address(sock.getsockname())
         return bound_host, bound_port
+
+    def http_factory(self) -> asyncio.Task[ProtocolFactory]:
+        """The HTTP protocol factory, built once on first use (retried if it failed)."""
+        task = self._http
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            task = self._http = asyncio.get_running_loop().create_task(self.http_builder())
+        return task
 
     def stop_accepting(self) -> None:
         if self._server is not None:
@@ -279,22 +292,47 @@ class _Sniffer(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self._forget()
-        self.handed_over = True
-        peer = _show(transport.get_extra_info("peername"))
-        local_ip, _ = split_address(transport.get_extra_info("sockname"))
-        protocol: asyncio.Protocol
         if kind == "stomp":
-            protocol = StompConnection(
-                self.listener.broker, peer, local_ip, on_lost=self.listener._lost
+            peer = _show(transport.get_extra_info("peername"))
+            local_ip, _ = split_address(transport.get_extra_info("sockname"))
+            self._attach(
+                StompConnection(self.listener.broker, peer, local_ip, on_lost=self.listener._lost)
             )
+            return
+        factory = self.listener.http_factory()
+        if factory.done():
+            self._attach_http(factory)
         else:
-            self.listener.metrics.connection_opened("http")
+            # The first HTTP client waits while the HTTP side is built.
+            transport.pause_reading()
+            factory.add_done_callback(self._attach_http)
 
-            def lost() -> None:
-                self.listener.metrics.connection_closed("http")
-                self.listener._lost()
+    def _attach_http(self, factory: asyncio.Task[ProtocolFactory]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client left while we were getting ready; already counted out
+        if factory.cancelled() or factory.exception() is not None:
+            log.error(
+                "cannot serve HTTP to %s: %s",
+                self.peer,
+                "cancelled" if factory.cancelled() else factory.exception(),
+            )
+            self.close()
+            return
+        metrics = self.listener.metrics
+        metrics.connection_opened("http")
 
-            protocol = _Tracked(self.listener.http_factory(), lost)
+        def lost() -> None:
+            metrics.connection_closed("http")
+            self.listener._lost()
+
+        self._attach(_Tracked(factory.result()(), lost))
+        transport.resume_reading()
+
+    def _attach(self, protocol: asyncio.Protocol) -> None:
+        transport = self.transport
+        assert transport is not None
+        self.handed_over = True
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         protocol.data_received(self.buffer)

@@ -13,6 +13,7 @@ runs to the first NUL.  CONNECT and CONNECTED headers are not escaped (STOMP 1.2
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 CLIENT_COMMANDS = frozenset(
@@ -58,7 +59,12 @@ class Limits:
     max_header_length: int = 8192
 
 
+_SPECIAL = re.compile(r"[\\\n\r:]")
+
+
 def _escape(value: str) -> bytes:
+    if not _SPECIAL.search(value):
+        return value.encode()
     return (
         value.encode()
         .replace(b"\\", b"\\\\")
@@ -129,6 +135,8 @@ class Decoder:
             frames.append(frame)
 
     def _next(self) -> Frame | None:
+        if not self._buf:
+            return None
         if self._pending is None and not self._read_headers():
             return None
         assert self._pending is not None

@@ -102,8 +102,11 @@ class StompBroker:
         """Copy a SEND to the subscribers of its destination and dot-prefixes."""
         destination = frame.headers["destination"]
         delivered = 0
+        subscriptions = self._subscriptions
         for prefix in _prefixes(destination):
-            for sub in self.subscribers(prefix):
+            if prefix not in subscriptions:
+                continue  # the usual case for requests: nobody listens to the queue
+            for sub in list(subscriptions[prefix].values()):
                 headers = {"destination": destination, "subscription": sub.id}
                 if "content-type" in frame.headers:
                     headers["content-type"] = frame.headers["content-type"]
@@ -284,14 +287,9 @@ class StompConnection(asyncio.Protocol):
         if not self.connected:
             self.fail(f"Expected CONNECT, got {command}")
             return
-        handler = {
-            "SEND": self._on_send,
-            "SUBSCRIBE": self._on_subscribe,
-            "UNSUBSCRIBE": self._on_unsubscribe,
-            "DISCONNECT": self._on_disconnect,
-        }.get(command)
+        handler = _HANDLERS.get(command)
         if handler is not None:
-            handler(frame)
+            handler(self, frame)
         elif command in ("ACK", "NACK"):
             pass  # every subscription is ack:auto
         else:
@@ -446,3 +444,11 @@ class StompConnection(asyncio.Protocol):
             self._reading_paused = False
             # Activity while paused cannot be seen; do not count the pause as silence.
             self._last_received = time.monotonic()
+
+
+_HANDLERS = {
+    "SEND": StompConnection._on_send,
+    "SUBSCRIBE": StompConnection._on_subscribe,
+    "UNSUBSCRIBE": StompConnection._on_unsubscribe,
+    "DISCONNECT": StompConnection._on_disconnect,
+}
