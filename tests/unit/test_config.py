@@ -94,3 +94,9 @@ def test_every_key_is_documented():
     rows = config.describe()
     assert rows
     assert all(doc for _, _, _, doc in rows)
+
+
+def test_readme_documents_every_key():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [f"[{s}] {k}" for s, k, _, _ in config.describe() if f"`[{s}] {k}`" not in readme]
+    assert missing == []
