@@ -133,6 +133,7 @@ class HostInfo:
         self._dmi_dir = dmi_dir
         self._arch = os.uname().machine
         self._uuid: str | None = None
+        self._boot_uuid_missing_logged = False
         self._window = sampling.SampleWindow()
         self._sampling = False
         self._ksmd_pid: int | None = None
@@ -255,7 +256,9 @@ class HostInfo:
             boot = None
         if boot:
             caps["boot_uuid"] = boot
-        else:
+        elif not self._boot_uuid_missing_logged:
+            # Once: the engine asks for capabilities often, and the answer will not change.
+            self._boot_uuid_missing_logged = True
             log.info("boot_uuid not reported: the /boot file system has no known UUID")
         return caps
 
