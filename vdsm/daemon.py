@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vdsm import __version__, logutils
 from vdsm import config as configuration
@@ -28,6 +28,9 @@ from vdsm.errors import ConfigError
 from vdsm.events import EventBus
 from vdsm.lifecycle import Lifecycle, Phase
 from vdsm.system.systemd import Notifier
+
+if TYPE_CHECKING:
+    from vdsm.rpc.http import HttpApi
 
 log = logging.getLogger("vdsm.daemon")
 
@@ -137,14 +140,19 @@ class Daemon:
             ),
         )
         self.bus.subscribe(self.broker.deliver_event)
-        self.http = HttpFrontend(
-            dispatcher,
-            self.lifecycle,
-            metrics,
-            self.bus,
-            max_body_size=cfg.rpc.max_frame_size,
-            event_queue_size=cfg.rpc.event_queue_size,
-        )
+        def build_http_api() -> HttpApi:
+            from vdsm.rpc.http import HttpApi  # aiohttp: loaded on the first HTTP client
+
+            return HttpApi(
+                dispatcher,
+                self.lifecycle,
+                metrics,
+                self.bus,
+                max_body_size=cfg.rpc.max_frame_size,
+                event_queue_size=cfg.rpc.event_queue_size,
+            )
+
+        self.http = HttpFrontend(build_http_api)
         ssl_context = None
         if cfg.vars.ssl:
             try:

@@ -55,12 +55,9 @@ class Watchdog:
         try:
             with RawStomp(self.daemon.host, self.daemon.port) as c:
                 c.connect()
-                reply_to = str(uuid.uuid4())
-                c.subscribe(reply_to)
                 while not self._stop.is_set():
                     start = time.monotonic()
-                    c.request("Host.ping2", reply_to=reply_to)
-                    assert c.answer()["result"] is True
+                    assert c.call("Host.ping2")["result"] is True
                     self.worst = max(self.worst, time.monotonic() - start)
                     self.count += 1
                     time.sleep(0.01)
@@ -165,31 +162,30 @@ def test_invalid_json_is_a_parse_error(daemon):
 def test_unknown_verbs_and_wrong_param_types(daemon):
     with RawStomp(daemon.host, daemon.port) as c:
         c.connect()
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        c.request("Host.noSuchVerb", reply_to=reply_to)
-        assert c.answer()["error"]["code"] == -32601
-        c.request("Host.echo", {"message": {"not": "a string"}}, reply_to=reply_to)
-        error = c.answer()["error"]
+        assert c.call("Host.noSuchVerb")["error"]["code"] == -32601
+        error = c.call("Host.echo", {"message": {"not": "a string"}})["error"]
         assert error["code"] == -32602 and "message" in error["message"]
-        c.request("Host.setLogLevel", {"level": "LOUD"}, reply_to=reply_to)
-        assert c.answer()["error"]["code"] == -32602
-        c.request("Host.getJobs", {"job_ids": ["../../etc/passwd"]}, reply_to=reply_to)
-        assert "job_ids[0]" in c.answer()["error"]["message"]
+        assert c.call("Host.setLogLevel", {"level": "LOUD"})["error"]["code"] == -32602
+        error = c.call("Host.getJobs", {"job_ids": ["../../etc/passwd"]})["error"]
+        assert "job_ids[0]" in error["message"]
+
+
+def send_ping_batch(c: RawStomp, size: int) -> None:
+    reply_to = str(uuid.uuid4())
+    c.subscribe(reply_to)
+    batch = [{"jsonrpc": "2.0", "method": "Host.ping2", "id": i} for i in range(size)]
+    c.send(
+        "SEND",
+        {"destination": "jms.topic.vdsm_requests", "reply-to": reply_to},
+        json.dumps(batch).encode(),
+    )
 
 
 def test_batch_over_the_limit_is_refused(vdsmd):
     daemon = vdsmd()
     with RawStomp(daemon.host, daemon.port) as c:
         c.connect()
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        batch = [{"jsonrpc": "2.0", "method": "Host.ping2", "id": i} for i in range(10_000)]
-        c.send(
-            "SEND",
-            {"destination": "jms.topic.vdsm_requests", "reply-to": reply_to},
-            json.dumps(batch).encode(),
-        )
+        send_ping_batch(c, 10_000)
         error = c.answer()["error"]
         assert error["code"] == -32600
         assert "10000 requests exceeds the limit of 1000" in error["message"]
@@ -199,14 +195,7 @@ def test_batch_of_ten_thousand_is_served_without_stalling_others(vdsmd):
     daemon = vdsmd({"rpc": {"max_batch_size": "20000"}})
     with Watchdog(daemon), RawStomp(daemon.host, daemon.port, timeout=30) as c:
         c.connect()
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        batch = [{"jsonrpc": "2.0", "method": "Host.ping2", "id": i} for i in range(10_000)]
-        c.send(
-            "SEND",
-            {"destination": "jms.topic.vdsm_requests", "reply-to": reply_to},
-            json.dumps(batch).encode(),
-        )
+        send_ping_batch(c, 10_000)
         answers = c.answer(timeout=30)
         assert sorted(a["id"] for a in answers) == list(range(10_000))
         assert all(a["result"] is True for a in answers)

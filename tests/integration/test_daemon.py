@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -34,10 +33,7 @@ def run_daemon(*args: str, timeout: float = 10) -> subprocess.CompletedProcess[s
 def call(daemon, method: str, params=None):
     with RawStomp(daemon.host, daemon.port) as c:
         c.connect()
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        c.request(method, params, reply_to=reply_to)
-        return c.answer()
+        return c.call(method, params)
 
 
 def test_port_file_names_the_bound_address(vdsmd):

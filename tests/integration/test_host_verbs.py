@@ -19,12 +19,9 @@ class Client:
     def __init__(self, daemon) -> None:
         self.c = RawStomp(daemon.host, daemon.port)
         self.c.connect()
-        self.reply_to = str(uuid.uuid4())
-        self.c.subscribe(self.reply_to)
 
     def call(self, method: str, params=None) -> dict:
-        self.c.request(method, params, reply_to=self.reply_to)
-        return self.c.answer(timeout=30)
+        return self.c.call(method, params, timeout=30)
 
     def result(self, method: str, params=None):
         answer = self.call(method, params)

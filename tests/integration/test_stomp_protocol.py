@@ -44,10 +44,7 @@ def test_vdsm_client_exchange(daemon):
 def test_flow_id_reaches_the_log(daemon):
     with client(daemon) as c:
         c.connect()
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        c.request("Host.echo", {"message": "hello"}, reply_to=reply_to, flow_id="flow-42")
-        assert c.answer()["result"] == "hello"
+        assert c.call("Host.echo", {"message": "hello"}, flow_id="flow-42")["result"] == "hello"
     deadline = time.monotonic() + 5
     while "flow_id=flow-42" not in daemon.log_text() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -101,10 +98,7 @@ def test_send_without_subscribers_is_an_error_but_keeps_the_connection(daemon):
         c.send("SEND", {"destination": "nobody.listens"}, b"x")
         error = c.expect("ERROR")
         assert error.headers["message"] == "Subscription not available"
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        c.request("Host.ping2", reply_to=reply_to)
-        assert c.answer()["result"] is True
+        assert c.call("Host.ping2")["result"] is True
 
 
 def test_subscribe_errors(daemon):
@@ -178,10 +172,7 @@ def test_client_heartbeats_keep_the_connection(daemon):
         for _ in range(5):
             time.sleep(0.5)
             c.send_bytes(b"\n")
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        c.request("Host.ping2", reply_to=reply_to)
-        assert c.answer()["result"] is True
+        assert c.call("Host.ping2")["result"] is True
 
 
 def test_small_heartbeats_are_raised_to_a_second(daemon):

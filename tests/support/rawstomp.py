@@ -35,6 +35,7 @@ class RawStomp:
         self.decoder = Decoder()
         self.frames: list[Frame] = []
         self.raw = bytearray()
+        self._reply_to: str | None = None
 
     # -- sending ---------------------------------------------------------------------
 
@@ -72,6 +73,15 @@ class RawStomp:
             headers["ovirtCorrelationId"] = flow_id
         self.send("SEND", headers, json.dumps([message] if batch else message).encode())
         return request_id
+
+    def call(self, method: str, params: Any = None, *, timeout: float = 5.0, **kwargs: Any) -> Any:
+        """Request and answer, as vdsm-client does: a reply destination of our own,
+        subscribed on first use (CONNECT first)."""
+        if self._reply_to is None:
+            self._reply_to = str(uuid.uuid4())
+            self.subscribe(self._reply_to)
+        self.request(method, params, reply_to=self._reply_to, **kwargs)
+        return self.answer(timeout)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -137,7 +147,4 @@ def ping(host: str, port: int, **kwargs: Any) -> Any:
     """A full vdsm-client style exchange on a fresh connection; answers the reply."""
     with RawStomp(host, port, **kwargs) as c:
         c.connect()
-        reply_to = str(uuid.uuid4())
-        c.subscribe(reply_to)
-        c.request("Host.ping2", reply_to=reply_to)
-        return c.answer()
+        return c.call("Host.ping2")

@@ -65,17 +65,21 @@ def test_a_failing_consumer_does_not_stop_the_others():
     assert len(got) == 1 and bus.dropped == 1
 
 
+async def stomp_server(bus: EventBus) -> tuple[StompBroker, asyncio.Server, int]:
+    """A real STOMP broker on a loopback port, delivering the bus's events."""
+    settings = ServerSettings(Limits(), max_pending_bytes=4 * 1024 * 1024, stall_timeout=60)
+    broker = StompBroker(no_rpc, Metrics(), settings)
+    bus.subscribe(broker.deliver_event)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: StompConnection(broker, "peer", "local"), "127.0.0.1", 0
+    )
+    return broker, server, server.sockets[0].getsockname()[1]
+
+
 def test_stomp_subscriber_that_stops_reading_loses_events_not_the_daemon():
     async def scenario() -> tuple[int, int, float]:
         bus = make_bus()
-        settings = ServerSettings(Limits(), max_pending_bytes=4 * 1024 * 1024, stall_timeout=60)
-        broker = StompBroker(no_rpc, Metrics(), settings)
-        bus.subscribe(broker.deliver_event)
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: StompConnection(broker, "peer", "local"), "127.0.0.1", 0
-        )
-        port = server.sockets[0].getsockname()[1]
+        broker, server, port = await stomp_server(bus)
         slow = socket.create_connection(("127.0.0.1", port))
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.sendall(encode(Frame("CONNECT", {"accept-version": "1.2"})))
@@ -153,14 +157,7 @@ def test_websocket_client_that_stops_reading_loses_events_not_the_daemon():
 def test_event_frames_carry_the_subscription_and_json():
     async def scenario() -> Frame:
         bus = make_bus()
-        settings = ServerSettings(Limits(), max_pending_bytes=1 << 20, stall_timeout=60)
-        broker = StompBroker(no_rpc, Metrics(), settings)
-        bus.subscribe(broker.deliver_event)
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: StompConnection(broker, "peer", "local"), "127.0.0.1", 0
-        )
-        port = server.sockets[0].getsockname()[1]
+        broker, server, port = await stomp_server(bus)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(encode(Frame("CONNECT", {"accept-version": "1.2"})))
         writer.write(encode(Frame("SUBSCRIBE", {"destination": "jms.queue.events", "id": "e1"})))

@@ -2,7 +2,7 @@
 
 aiohttp and the application cost ~12 MB of memory; the engine speaks only STOMP, so a
 host nobody queries over HTTP never loads them.  The listener asks for the protocol
-factory when it sniffs the first HTTP request.
+factory when it sniffs the first HTTP request; `build` makes the application then.
 """
 
 from __future__ import annotations
@@ -10,50 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vdsm.events import EventBus
-from vdsm.lifecycle import Lifecycle
-from vdsm.rpc.jsonrpc import Dispatcher
-from vdsm.rpc.metrics import Metrics
+if TYPE_CHECKING:
+    from vdsm.rpc.http import HttpApi
 
 log = logging.getLogger("vdsm.rpc.http")
 
 
 class HttpFrontend:
-    def __init__(
-        self,
-        dispatcher: Dispatcher,
-        lifecycle: Lifecycle,
-        metrics: Metrics,
-        bus: EventBus,
-        *,
-        max_body_size: int,
-        event_queue_size: int,
-    ) -> None:
-        self._dispatcher = dispatcher
-        self._lifecycle = lifecycle
-        self._metrics = metrics
-        self._bus = bus
-        self._max_body_size = max_body_size
-        self._event_queue_size = event_queue_size
-        self._api: Any = None
+    def __init__(self, build: Callable[[], HttpApi]) -> None:
+        self._build = build
+        self._api: HttpApi | None = None
         self._runner: Any = None
 
     async def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
         from aiohttp import web
 
-        from vdsm.rpc.http import HttpApi
-
         if self._runner is None:
-            self._api = HttpApi(
-                self._dispatcher,
-                self._lifecycle,
-                self._metrics,
-                self._bus,
-                max_body_size=self._max_body_size,
-                event_queue_size=self._event_queue_size,
-            )
+            self._api = self._build()
             runner = web.AppRunner(
                 self._api.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
             )
@@ -64,6 +39,6 @@ class HttpFrontend:
         return server
 
     async def close(self) -> None:
-        if self._runner is not None:
+        if self._api is not None and self._runner is not None:
             await self._api.close_websockets()
             await self._runner.cleanup()
