@@ -140,6 +140,7 @@ class Daemon:
             ),
         )
         self.bus.subscribe(self.broker.deliver_event)
+
         def build_http_api() -> HttpApi:
             from vdsm.rpc.http import HttpApi  # aiohttp: loaded on the first HTTP client
 
@@ -277,8 +278,9 @@ class Daemon:
         self.notifier.notify("STOPPING=1")
         self.bus.enabled = False
         self.listener.stop_accepting()
-        await self.listener.close()
+        self.listener.close_connections()
         await self.http.close()
+        await self.listener.wait_closed(timeout=5.0)
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):
@@ -351,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         pass
+    except Exception:
+        # A background loop failed: say so once; the service manager restarts us.
+        log.critical("vdsm stopped on an unexpected error", exc_info=True)
+        return 1
     return 0
 
 

@@ -22,6 +22,7 @@ DOC = {
         "Test.fail": {"params": [{"name": "code", "type": "int"}]},
         "Test.crash": {},
         "Test.slow": {},
+        "Test.innerTimeout": {},
         "Test.whoami": {"params": [{"name": "password", "type": "string", "default": ""}]},
     },
 }
@@ -46,6 +47,10 @@ class TestAPI:
 
     async def slow(self) -> None:
         await asyncio.sleep(10)
+
+    async def innerTimeout(self) -> None:
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(1)
 
     async def whoami(self, password: str) -> dict:
         ctx = context.current()
@@ -184,6 +189,12 @@ def test_call_timeout(make):
     answer = call(make(timeout=0.1), req("Test.slow"))
     assert answer["error"]["code"] == 100
     assert "timed out" in answer["error"]["message"]
+
+
+def test_a_verbs_own_timeout_is_not_reported_as_ours(make):
+    answer = call(make(timeout=30), req("Test.innerTimeout"))
+    assert answer["error"]["code"] == 100
+    assert "timed out after" not in answer["error"]["message"]
 
 
 def test_context_carries_caller_and_flow_id(make):

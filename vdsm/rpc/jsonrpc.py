@@ -171,8 +171,9 @@ class Dispatcher:
         try:
             if log.isEnabledFor(level):
                 log.log(level, "START %s(%s) from=%s", verb.name, logutils.mask(args), meta.peer)
+            deadline = asyncio.timeout(self.call_timeout)
             try:
-                async with asyncio.timeout(self.call_timeout):
+                async with deadline:
                     result = await binding.call(**args)
             except errors.VdsmError as e:
                 # Errors of the tree are anticipated: their text says it all.
@@ -183,7 +184,11 @@ class Dispatcher:
                     e,
                 )
                 return self._finish(verb.name, started, e)
-            except TimeoutError:
+            except TimeoutError as e:
+                if not deadline.expired():
+                    # The verb's own timeout, not ours: an error like any other.
+                    log.exception("FINISH %s unexpected error", verb.name)
+                    return self._finish(verb.name, started, errors.GeneralException(str(e)))
                 log.error("FINISH %s timed out after %.0f s", verb.name, self.call_timeout)
                 error = errors.GeneralException(
                     f"{verb.name} timed out after {self.call_timeout:.0f} s"

@@ -162,13 +162,24 @@ class Listener:
         if self._server is not None:
             self._server.close()
 
-    async def close(self) -> None:
-        self.stop_accepting()
+    def close_connections(self) -> None:
+        """Closes the connections still sniffing and every STOMP connection.
+
+        HTTP connections belong to the HTTP application, which closes its own.
+        """
         for sniffer in list(self._sniffing):
             sniffer.close()
         self.broker.close_all()
+
+    async def wait_closed(self, timeout: float) -> None:
         if self._server is not None:
-            await self._server.wait_closed()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._server.wait_closed()
+            except TimeoutError:
+                log.warning(
+                    "%d connections still open after %.0f s", self.open_connections, timeout
+                )
 
     def _lost(self) -> None:
         self.open_connections -= 1
