@@ -140,3 +140,12 @@ def test_echo_and_ping_family(client):
 
 def test_positional_params_follow_schema_order(client):
     assert client.result("Host.echo", ["positional"]) == "positional"
+
+
+def test_feature_flags_promise_only_what_exists(client):
+    # Storage, VM and backup verbs come with later issues; until then the engine must
+    # not be told they exist.
+    caps = client.result("Host.getCapabilities")
+    assert caps["liveSnapshot"] == "false" and caps["liveMerge"] == "false"
+    assert caps["backupEnabled"] is False
+    assert caps["additionalFeatures"] == []

@@ -54,22 +54,26 @@ SUPPORTED_BLOCK_SIZE = {
     "POSIXFS": [512],
 }
 # Static feature flags upstream's caps report; override through HostInfo(features=).
-UPSTREAM_FEATURES: dict[str, Any] = {
-    "liveSnapshot": "true",
-    "liveMerge": "true",
-    "additionalFeatures": ["libgfapi_supported"],
+# Feature flags the engine reads from getCapabilities, with upstream's names.  Each is
+# reported as supported only once this daemon really has the feature: the engine acts on
+# them (offers live snapshots, incremental backup, ...).  The issue that builds a feature
+# turns its flag on here.
+FEATURES: dict[str, Any] = {
+    "liveSnapshot": "false",  # VM snapshots
+    "liveMerge": "false",  # VM.merge
+    "additionalFeatures": [],  # upstream: ["libgfapi_supported"] (gluster)
     "hostedEngineDeployed": False,
-    "deferred_preallocation": True,
-    "backupEnabled": True,
-    "coldBackupEnabled": True,
-    "clearBitmapsEnabled": True,
-    "cd_change_pdiv": True,
-    "refresh_disk_supported": True,
-    "replicate_extend": True,
-    "measure_subchain": True,
-    "measure_active": True,
-    "mailbox_events": True,
-    "qemu_image_info_bitmaps": True,
+    "deferred_preallocation": False,  # Volume.create on block domains
+    "backupEnabled": False,  # VM.start_backup
+    "coldBackupEnabled": False,
+    "clearBitmapsEnabled": False,  # SDM.clear_bitmaps
+    "cd_change_pdiv": False,  # VM.changeCD with a PDIV drive spec
+    "refresh_disk_supported": False,  # VM.refresh_disk
+    "replicate_extend": False,  # VM.diskReplicateStart needExtend
+    "measure_subchain": False,  # Volume.measure baseID
+    "measure_active": False,
+    "mailbox_events": False,  # SPM mailbox
+    "qemu_image_info_bitmaps": False,  # Volume.getQemuImageInfo bitmaps
     "ovnConfigured": False,
 }
 NO_HOSTED_ENGINE = {
@@ -128,7 +132,7 @@ class HostInfo:
         self._storage_domains = storage_domains
         self._multipath_health = multipath_health
         self._net_config_dirty = net_config_dirty or (lambda: False)
-        self._features = dict(UPSTREAM_FEATURES if features is None else features)
+        self._features = dict(FEATURES if features is None else features)
         self._packages = PackageVersions(package_timeout)
         self._dmi_dir = dmi_dir
         self._arch = os.uname().machine
