@@ -11,7 +11,8 @@ The text follows upstream's three shapes, because engine logs and scripts parse 
     StorageDomainDoesNotExist("x")  -> "Storage domain does not exist: ('x',)"
 
 Classes are declared with keyword arguments (`class X(VdsmError, code=.., message=..)`)
-so the table of codes reads as a table.
+so the table of codes reads as a table.  Families live in submodules (storage.py) and
+are re-exported here: `from vdsm import errors; errors.StorageDomainDoesNotExist`.
 """
 
 from __future__ import annotations
@@ -181,3 +182,7 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return f"{self.path}: [{self.section}] {self.key}: {self.reason}"
+
+
+# The families, re-exported so that every error is `vdsm.errors.<Name>`.
+from vdsm.errors.storage import *  # noqa: E402, F403
