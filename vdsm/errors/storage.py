@@ -9,6 +9,18 @@ from __future__ import annotations
 from vdsm.errors import VdsmError
 
 __all__ = [
+    "StoragePoolCreationError",
+    "TooManyDomainsInStoragePoolError",
+    "StorageDomainBlockSizeMismatch",
+    "StorageDomainActionError",
+    "StorageDomainMetadataCreationError",
+    "StorageDomainNotMemberOfPool",
+    "StorageDomainIllegalRemotePath",
+    "UnsupportedDomainVersion",
+    "MixedSDVersionError",
+    "StorageDomainTargetUnsupported",
+    "MiscOperationInProgress",
+    "UnicodeArgumentException",
     "AcquireHostIdFailure",
     "AcquireLockFailure",
     "CannotConnectMultiplePools",
@@ -526,4 +538,78 @@ class MetadataCleared(
 
 
 class NoSuchLease(StorageError, code=936, message="No such lease", expected=True):
+    pass
+
+
+class StoragePoolCreationError(StorageError, code=301, message="Error creating a storage pool"):
+    pass
+
+
+class TooManyDomainsInStoragePoolError(
+    StorageError, code=328, message="Too many domains in Storage pool", expected=True
+):
+    pass
+
+
+class StorageDomainBlockSizeMismatch(
+    StorageError, code=348, message="Block size does not match storage block size", expected=True
+):
+    pass
+
+
+class StorageDomainActionError(StorageError, code=350, message="Error in storage domain action"):
+    pass
+
+
+class StorageDomainMetadataCreationError(
+    StorageError, code=362, message="Error creating a storage domain's metadata"
+):
+    pass
+
+
+class StorageDomainNotMemberOfPool(
+    StorageError, code=375, message="Domain is not member in pool", expected=True
+):
+    pass
+
+
+class StorageDomainIllegalRemotePath(
+    StorageError, code=390, message="Remote path is illegal", expected=True
+):
+    pass
+
+
+class UnsupportedDomainVersion(
+    StorageError,
+    code=394,
+    message="Domain version is unsupported by this version of VDSM",
+    expected=True,
+):
+    pass
+
+
+class MixedSDVersionError(
+    StorageError,
+    code=398,
+    message="Domain version is different from the master domain version",
+    expected=True,
+):
+    pass
+
+
+class StorageDomainTargetUnsupported(
+    StorageError, code=399, message="Storage Domain target is unsupported", expected=True
+):
+    pass
+
+
+class MiscOperationInProgress(
+    StorageError, code=2005, message="Operation is already in progress", expected=True
+):
+    pass
+
+
+class UnicodeArgumentException(
+    StorageError, code=4900, message="Unicode arguments are not supported", expected=True
+):
     pass
