@@ -126,11 +126,27 @@ class Addresses:
 @dataclass(frozen=True)
 class Irs:
     repository: Path = option(path, Path("/rhev/data-center"), "Storage repository root")
+    sd_health_check_delay: float = option(
+        number(0.1), 10.0, "Seconds between two checks of a monitored storage domain"
+    )
+    maximum_domains_in_pool: int = option(integer(1), 100, "Most storage domains in one pool")
+    process_pool_timeout: float = option(
+        number(0.1), 60.0, "Seconds allowed for one file operation on a storage domain"
+    )
+    mount_timeout: float = option(number(1), 180.0, "Seconds allowed for one mount or umount")
 
 
 @dataclass(frozen=True)
 class Sanlock:
     io_timeout: int = option(integer(1, 300), 10, "sanlock I/O timeout in seconds")
+
+
+@dataclass(frozen=True)
+class Spm:
+    watchdog_enable: bool = option(
+        boolean, True, "Watch the SPM lease; on its loss stop acting as SPM and exit"
+    )
+    watchdog_interval: float = option(number(0.1), 20.0, "Seconds between SPM lease checks")
 
 
 @dataclass(frozen=True)
@@ -194,6 +210,7 @@ class Config:
     addresses: Addresses = field(default_factory=Addresses)
     irs: Irs = field(default_factory=Irs)
     sanlock: Sanlock = field(default_factory=Sanlock)
+    spm: Spm = field(default_factory=Spm)
     paths: Paths = field(default_factory=Paths)
     logging: Logging = field(default_factory=Logging)
     libvirt: Libvirt = field(default_factory=Libvirt)
@@ -210,6 +227,7 @@ _SECTION_TYPES: dict[str, type] = {
     "addresses": Addresses,
     "irs": Irs,
     "sanlock": Sanlock,
+    "spm": Spm,
     "paths": Paths,
     "logging": Logging,
     "libvirt": Libvirt,
