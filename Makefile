@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Debian packages the daemon and its tests use (the real components of the lab).
 DEB_PACKAGES := python3-venv python3-yaml python3-libvirt python3-sanlock \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
-	sanlock lvm2 iproute2 openssl gcc libc6-dev \
+	sanlock lvm2 iproute2 openssl gcc libc6-dev e2fsprogs \
 	linux-image-amd64 busybox-static cpio udev kmod systemd
 
 .PHONY: all deps venv run test unit bench lint services services-down clean
