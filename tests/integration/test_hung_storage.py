@@ -225,7 +225,9 @@ def test_without_direct_io_the_read_is_buffered_and_said_once(
     assert len(warnings) == 1
 
 
-def test_a_mount_that_hangs_is_477_at_its_timeout(hung: FreezableMount, shared_tmp_path: Path):
+def test_a_mount_that_hangs_is_477_at_its_timeout(
+    hung: FreezableMount, shared_tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     conns = StorageConnections(shared_tmp_path / "dc", mount_timeout=1, check_timeout=1)
     source = str(hung.path / "dom_md")
     params = [{"id": "bind", "connection": source, "mnt_options": "bind"}]
@@ -236,6 +238,7 @@ def test_a_mount_that_hangs_is_477_at_its_timeout(hung: FreezableMount, shared_t
         elapsed = time.monotonic() - start
     assert answer == [{"id": "bind", "status": 477}]
     assert 1.0 <= elapsed < 2.0
+    assert f"mount -o bind {source} {target}: no answer after 1 s (killed)" in caplog.text
     assert mount.mounted_at(target) == [] and not target.exists()
     wait_no_children()
 

@@ -210,10 +210,10 @@ async def _checked(argv: list[str], timeout: float) -> None:
     started = time.monotonic()
     try:
         rc, out, err = await run(argv, timeout)
+    except TimeoutError:  # first: TimeoutError is an OSError
+        raise errors.MountError(f"{command}: no answer after {timeout:g} s (killed)")
     except OSError as e:
         raise errors.MountError(f"{command}: cannot run {argv[0]}: {e}")
-    except TimeoutError:
-        raise errors.MountError(f"{command}: no answer after {timeout:g} s (killed)")
     elapsed = time.monotonic() - started
     if rc != 0:
         text = (err or out).strip()

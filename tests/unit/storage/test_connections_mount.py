@@ -72,6 +72,18 @@ def test_a_failing_command_is_a_mount_error(tmp_path: Path):
     assert "umount -c" in str(info.value) and "exit status" in str(info.value)
 
 
+def test_a_command_that_hangs_is_a_mount_error_at_its_timeout():
+    start = time.monotonic()
+    with pytest.raises(errors.MountError, match=r"sleep 30: no answer after 0.3 s \(killed\)"):
+        asyncio.run(mount._checked(["sleep", "30"], 0.3))
+    assert time.monotonic() - start < 1.5
+
+
+def test_a_missing_command_is_a_mount_error():
+    with pytest.raises(errors.MountError, match="cannot run no-such-command"):
+        asyncio.run(mount._checked(["no-such-command"], 5))
+
+
 def test_run_kills_and_reaps_what_runs_too_long():
     async def main() -> None:
         start = time.monotonic()
