@@ -61,6 +61,9 @@ class Daemon:
         # imports, and `vdsmd --help` stays instant.
         from vdsm.api import registry, schema
         from vdsm.api.host import HostAPI
+        from vdsm.api.storagedomain import StorageDomainAPI
+        from vdsm.api.storagepool import StoragePoolAPI
+        from vdsm.api.task import TaskAPI
         from vdsm.host.capabilities import HostInfo
         from vdsm.jobs import JobRegistry
         from vdsm.network.connectivity import ConnectivityMonitor
@@ -72,9 +75,17 @@ class Daemon:
         from vdsm.rpc.metrics import Metrics
         from vdsm.rpc.stomp import Limits
         from vdsm.rpc.stomp_server import ServerSettings, StompBroker
-        from vdsm.storage.tasks import TaskRegistry
+        from vdsm.storage.clusterlock import DomainLock
+        from vdsm.storage.connections import StorageConnections
+        from vdsm.storage.monitor import MonitorRegistry
+        from vdsm.storage.probe import Prober
+        from vdsm.storage.repository import Repository
+        from vdsm.storage.service import DomainCache, StorageService
+        from vdsm.storage.spmwatchdog import LeaseWatchdog
+        from vdsm.storage.tasks import RollbackRegistry, TaskManager
         from vdsm.system.libvirt import Libvirt
         from vdsm.system.netlink import Netlink
+        from vdsm.system.sanlock import Sanlock
 
         cfg = self.config
         self.metrics = metrics = Metrics()
@@ -107,16 +118,67 @@ class Daemon:
             network=network_report,
             run_dir=cfg.paths.run_dir,
             uptime=lambda: self.lifecycle.uptime,
+            # Built below; only called once requests are served.
+            storage_domains=lambda: self.storage_monitor.stats(),
         )
         self.network_monitor = NetworkChangeMonitor(self.bus, netlink, network_report)
         connectivity = ConnectivityMonitor(cfg.paths.run_dir)
+
+        # -- storage ---------------------------------------------------------------
+        sanlock = Sanlock(cfg.sanlock.io_timeout)
+        repository = Repository(cfg.irs.repository, probe_timeout=cfg.irs.process_pool_timeout)
+        repository.prepare()
+
+        def lock_factory(
+            sd_uuid: str, ids: Path, leases: Path, alignment: int, block_size: int
+        ) -> DomainLock:
+            return DomainLock(
+                sanlock, sd_uuid, ids, leases,
+                alignment=alignment, block_size=block_size, io_timeout=cfg.sanlock.io_timeout,
+            )  # fmt: skip
+
+        domains = DomainCache(repository, lock_factory, cfg.irs.process_pool_timeout)
+        prober = Prober()
+        self.storage_monitor = MonitorRegistry(
+            produce=domains.produce,
+            read_delay=prober.read_delay,
+            interval=cfg.irs.sd_health_check_delay,
+        )
+        self.tasks = TaskManager(RollbackRegistry())
+        connections = StorageConnections(
+            cfg.irs.repository, mount_timeout=cfg.irs.mount_timeout,
+            check_timeout=cfg.irs.process_pool_timeout,
+        )  # fmt: skip
+        watchdog = None
+        if cfg.spm.watchdog_enable:
+
+            def watchdog(pool: Any, lver: int, on_lost: Any) -> LeaseWatchdog:
+                return LeaseWatchdog(pool.master.lock, lver, cfg.spm.watchdog_interval, on_lost)
+
+        self.storage = StorageService(
+            repository=repository,
+            domains=domains,
+            monitor=self.storage_monitor,
+            tasks=self.tasks,
+            rollbacks=self.tasks.rollbacks,
+            mount_point=connections.mount_point,
+            watchdog=watchdog,
+            panic=panic,
+            max_domains=cfg.irs.maximum_domains_in_pool,
+            join_timeout=180.0,
+        )
+
         apis = [
             HostAPI(
                 facts=self.host_info,
                 connectivity=connectivity,
-                tasks=TaskRegistry(),
+                tasks=self.tasks,
                 jobs=JobRegistry(),
-            )
+                storage=self.storage,
+            ),
+            StoragePoolAPI(storage=self.storage, connections=connections),
+            StorageDomainAPI(storage=self.storage),
+            TaskAPI(tasks=self.tasks),
         ]
         table = registry.build(schema.load(), apis)
         dispatcher = Dispatcher(
@@ -185,6 +247,7 @@ class Daemon:
                 self._spawn(group, self._recover(), "recovery")
                 self._spawn(group, self.host_info.sample_forever(), "host stats sampler")
                 self._spawn(group, self.network_monitor.run(), "network monitor")
+                self._spawn(group, self.storage_monitor.run(), "storage domain monitors")
                 if self.notifier.watchdog_interval:
                     self._spawn(group, self._watchdog(self.notifier.watchdog_interval), "watchdog")
                 self._announce(address)
@@ -281,6 +344,7 @@ class Daemon:
         self.listener.close_connections()
         await self.http.close()
         await self.listener.wait_closed(timeout=5.0)
+        await self.storage.shutdown()
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):
@@ -291,6 +355,18 @@ class Daemon:
                 port_file.unlink()
         self.notifier.close()
         log.info("vdsm stopped")
+
+
+def panic(reason: str) -> None:
+    """Upstream's panic: log, then kill ourselves and our children at once; the service
+    manager restarts us.  Used when continuing could corrupt shared storage."""
+    log.critical("panic: %s", reason)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    if os.getpgrp() == os.getpid():
+        os.killpg(0, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -17,7 +17,10 @@ from tests.unit import upstream_facts
 from vdsm.api import schema
 
 # (verb, param) -> our wire type, where it deliberately differs from upstream's schema.
-WIRE_TYPES: dict[tuple[str, str], str] = {}
+WIRE_TYPES: dict[tuple[str, str], str] = {
+    # The engine sends the remote path (file) or the VG UUID (block) as a plain string.
+    ("StorageDomain.create", "typeArgs"): "string",
+}
 
 _PRIMITIVES = {"string", "int", "uint", "long", "ulong", "float", "boolean"}
 

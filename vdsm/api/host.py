@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from vdsm import context, logutils
+from vdsm import context, errors, logutils
 from vdsm.jobs import JobRegistry
 from vdsm.network.connectivity import ConnectivityMonitor
-from vdsm.storage.tasks import TaskRegistry
+from vdsm.storage.service import StorageService
+from vdsm.storage.tasks import TaskManager
 
 log = logging.getLogger("vdsm.api.host")
 
@@ -31,13 +32,15 @@ class HostAPI:
         *,
         facts: HostFacts,
         connectivity: ConnectivityMonitor,
-        tasks: TaskRegistry,
+        tasks: TaskManager,
         jobs: JobRegistry,
+        storage: StorageService,
     ) -> None:
         self.facts = facts
         self.connectivity = connectivity
         self.tasks = tasks
         self.jobs = jobs
+        self.storage = storage
 
     async def ping(self) -> None:
         await self.connectivity.confirm()
@@ -77,3 +80,28 @@ class HostAPI:
 
     async def getJobs(self, job_type: str | None, job_ids: list[str]) -> dict[str, Any]:
         return self.jobs.info(job_type, job_ids)
+
+    # -- storage -------------------------------------------------------------------------
+
+    async def getStorageDomains(
+        self,
+        storagepoolID: str | None,
+        domainClass: int | None,
+        storageType: int | None,
+        remotePath: str | None,
+    ) -> list[str]:
+        return await self.storage.list_domains(storagepoolID, domainClass, storageType, remotePath)
+
+    async def getConnectedStoragePools(self) -> list[str]:
+        return self.storage.connected_pools()
+
+    async def getStorageRepoStats(self, domains: list[str]) -> dict[str, Any]:
+        return self.storage.monitor.stats(domains)
+
+    async def startMonitoringDomain(self, sdUUID: str, hostID: int) -> None:
+        self.storage.monitor.start(sdUUID, hostID, pool_domain=False)
+
+    async def stopMonitoringDomain(self, sdUUID: str) -> None:
+        if sdUUID in self.storage.monitor.pool_domains:
+            raise errors.StorageDomainIsMemberOfPool(sdUUID)
+        await self.storage.monitor.stop([sdUUID])

@@ -55,6 +55,7 @@ __all__ = [
     "StorageDomainFSNotMounted",
     "StorageDomainFormatError",
     "StorageDomainIllegalRemotePath",
+    "StorageDomainIsMemberOfPool",
     "StorageDomainMasterError",
     "StorageDomainMetadataCreationError",
     "StorageDomainNotActive",
@@ -611,5 +612,11 @@ class MiscOperationInProgress(
 
 class UnicodeArgumentException(
     StorageError, code=4900, message="Unicode arguments are not supported", expected=True
+):
+    pass
+
+
+class StorageDomainIsMemberOfPool(
+    StorageError, code=900, message="Storage domain is member of pool", expected=True
 ):
     pass

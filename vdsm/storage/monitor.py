@@ -1,0 +1,285 @@
+"""Domain monitoring: one asyncio task per monitored domain, reported by repoStats.
+
+Each check, every `interval` seconds:
+- reads the first 4 KiB of the domain's metadata with direct I/O in a child process
+  (vdsm.storage.probe), so storage that hangs blocks only that child;
+- re-reads the domain metadata (in the domain's own bulkhead, with a timeout);
+- joins the domain's sanlock lockspace with the host id when asked to, and reports
+  whether the host id is acquired.
+
+Every step has a deadline shorter than the interval: a domain whose storage hangs is
+reported invalid at its next check, and since every domain has its own task, child
+processes and bulkhead, it never delays another domain, the RPC edge or the events.
+Upstream's wire shape (hsm._getRepoStats): code (the storage error code, 200 for other
+errors), lastCheck ("%.1f" seconds ago), delay (seconds, as a string), valid, version,
+acquired, actual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from vdsm import errors
+
+log = logging.getLogger("vdsm.storage.monitor")
+
+
+class HostIdLock(Protocol):
+    async def join(self, host_id: int) -> None: ...
+
+    async def joined(self, host_id: int) -> bool | None: ...
+
+    async def leave(self, host_id: int, unused: bool = False) -> None: ...
+
+
+class MonitoredDomain(Protocol):
+    """What the monitor needs from a storage domain."""
+
+    sd_uuid: str
+
+    @property
+    def metadata_path(self) -> Path: ...
+
+    @property
+    def lock(self) -> HostIdLock: ...
+
+    async def refresh(self) -> int:
+        """Re-reads the metadata; answers the domain version."""
+        ...
+
+    async def space(self) -> tuple[int, int]:
+        """(total, free) bytes."""
+        ...
+
+
+# Produces the domain object of a UUID (raises errors.StorageDomainDoesNotExist).
+DomainProducer = Callable[[str], Awaitable[MonitoredDomain]]
+ReadDelay = Callable[[Path, float], Coroutine[Any, Any, float]]
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    error: BaseException | None = None
+    checked_at: float = field(default_factory=time.time)
+    read_delay: float = 0.0
+    version: int = -1
+    acquired: bool = False
+    # False until one full check has finished: the engine ignores non-actual results.
+    actual: bool = False
+    disk_total: int | None = None
+    disk_free: int | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+    @property
+    def code(self) -> int:
+        if self.error is None:
+            return 0
+        if isinstance(self.error, errors.StorageError):
+            return self.error.code
+        return errors.StorageError.code
+
+    def wire(self, now: float) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "lastCheck": f"{max(0.0, now - self.checked_at):.1f}",
+            "delay": str(self.read_delay),
+            "valid": self.valid,
+            "version": self.version,
+            "acquired": self.acquired,
+            "actual": self.actual,
+        }
+
+
+class DomainMonitor:
+    def __init__(
+        self,
+        sd_uuid: str,
+        host_id: int | None,
+        *,
+        produce: DomainProducer,
+        read_delay: ReadDelay,
+        interval: float,
+        pool_domain: bool,
+        on_change: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.sd_uuid = sd_uuid
+        self.host_id = host_id
+        self.pool_domain = pool_domain
+        self.interval = interval
+        self.status = DomainStatus()
+        self._produce = produce
+        self._read_delay = read_delay
+        self._on_change = on_change
+        self._domain: MonitoredDomain | None = None
+        self._joining = False
+        self._probe: asyncio.Task[float] | None = None
+
+    async def run(self) -> None:
+        log.info("monitoring domain %s (host id %s)", self.sd_uuid, self.host_id)
+        try:
+            while True:
+                started = time.monotonic()
+                await self.check()
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        finally:
+            await self._release_host_id()
+            log.info("stopped monitoring domain %s", self.sd_uuid)
+
+    async def check(self) -> None:
+        """One check; never takes longer than the interval, never raises."""
+        deadline = self.interval * 0.9
+        status = DomainStatus(read_delay=self.status.read_delay, version=self.status.version)
+        try:
+            async with asyncio.timeout(deadline):
+                domain = await self._domain_object()
+                status = replace(status, read_delay=await self._check_path(domain, deadline))
+                status = replace(status, version=await domain.refresh())
+                total, free = await domain.space()
+                status = replace(status, disk_total=total, disk_free=free)
+                status = replace(status, acquired=await self._host_id(domain))
+        except TimeoutError:
+            status = replace(status, error=errors.StorageDomainAccessError(self.sd_uuid))
+            log.warning("domain %s did not answer within %.1f s", self.sd_uuid, deadline)
+        except errors.VdsmError as e:
+            status = replace(status, error=e)
+            log.warning("domain %s check failed: %s", self.sd_uuid, e)
+        except Exception as e:
+            status = replace(status, error=e)
+            log.exception("domain %s check failed", self.sd_uuid)
+        self._update(replace(status, checked_at=time.time(), actual=True))
+
+    async def _domain_object(self) -> MonitoredDomain:
+        if self._domain is None:
+            self._domain = await self._produce(self.sd_uuid)
+        return self._domain
+
+    async def _check_path(self, domain: MonitoredDomain, timeout: float) -> float:
+        # A probe stuck on hung storage is not replaced by another one: the domain
+        # stays invalid until the stuck child finally returns.
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._read_delay(domain.metadata_path, timeout))
+        try:
+            return await asyncio.shield(self._probe)
+        except (errors.VdsmError, asyncio.CancelledError, TimeoutError):
+            raise
+        except Exception as e:
+            # The probe's own failures (a timeout, an I/O error): the domain is not
+            # readable, whatever the cause.
+            log.warning("domain %s: read check failed: %s", self.sd_uuid, e)
+            raise errors.StorageDomainAccessError(self.sd_uuid) from e
+
+    async def _host_id(self, domain: MonitoredDomain) -> bool:
+        if self.host_id is None:
+            return False
+        joined = await domain.lock.joined(self.host_id)
+        if joined is False and not self._joining:
+            self._joining = True
+            log.info("joining the lockspace of %s as host %d", self.sd_uuid, self.host_id)
+            await domain.lock.join(self.host_id)
+            joined = await domain.lock.joined(self.host_id)
+        return joined is True
+
+    async def _release_host_id(self) -> None:
+        domain = self._domain
+        if domain is None or self.host_id is None or not self._joining:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.interval):
+                await domain.lock.leave(self.host_id)
+
+    def _update(self, status: DomainStatus) -> None:
+        changed = not self.status.actual or self.status.valid != status.valid
+        self.status = status
+        if changed:
+            log.info("domain %s became %s", self.sd_uuid, "VALID" if status.valid else "INVALID")
+            if self._on_change is not None:
+                self._on_change(self.sd_uuid, status.valid)
+
+
+class MonitorRegistry:
+    """All domain monitors of this host: pool domains and externally requested ones.
+
+    `run()` lives in the daemon's TaskGroup and owns the monitors' tasks.
+    """
+
+    def __init__(
+        self,
+        *,
+        produce: DomainProducer,
+        read_delay: ReadDelay,
+        interval: float,
+        on_change: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self._produce = produce
+        self._read_delay = read_delay
+        self.interval = interval
+        self._on_change = on_change
+        self.monitors: dict[str, DomainMonitor] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._started = asyncio.Event()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            self._started.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self._group = None
+
+    def start(self, sd_uuid: str, host_id: int | None, *, pool_domain: bool) -> None:
+        if sd_uuid in self.monitors:
+            monitor = self.monitors[sd_uuid]
+            monitor.pool_domain = monitor.pool_domain or pool_domain
+            return
+        monitor = DomainMonitor(
+            sd_uuid,
+            host_id,
+            produce=self._produce,
+            read_delay=self._read_delay,
+            interval=self.interval,
+            pool_domain=pool_domain,
+            on_change=self._on_change,
+        )
+        self.monitors[sd_uuid] = monitor
+        spawn = self._group.create_task if self._group is not None else asyncio.create_task
+        task = spawn(monitor.run(), name=f"monitor {sd_uuid}")
+        self._tasks[sd_uuid] = task
+        task.add_done_callback(lambda _: self._tasks.pop(sd_uuid, None))
+
+    async def stop(self, sd_uuids: list[str]) -> None:
+        tasks = []
+        for sd_uuid in sd_uuids:
+            self.monitors.pop(sd_uuid, None)
+            task = self._tasks.pop(sd_uuid, None)
+            if task is not None:
+                task.cancel()
+                tasks.append(task)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def pool_domains(self) -> set[str]:
+        return {sd for sd, m in self.monitors.items() if m.pool_domain}
+
+    def is_monitoring(self, sd_uuid: str) -> bool:
+        return sd_uuid in self.monitors
+
+    def stats(self, sd_uuids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        now = time.time()
+        wanted = set(sd_uuids or ())
+        return {
+            sd: m.status.wire(now) for sd, m in self.monitors.items() if not wanted or sd in wanted
+        }
