@@ -1,3 +1,3 @@
-"""Shared pytest set-up: the lab fixtures (real services) are a plugin of their own."""
+"""Shared pytest set-up: the lab fixtures (real services, hung storage) are plugins."""
 
-pytest_plugins = ["tests.lab.fixtures"]
+pytest_plugins = ["tests.lab.fixtures", "tests.lab.hangfs"]

@@ -1,0 +1,118 @@
+"""Helpers for storage tests: a JSON-RPC caller, task polling, and an INDEPENDENT reader
+of upstream's on-disk formats (written from the contract, sharing no code with vdsm)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.support.rawstomp import RawStomp
+
+BLANK = "00000000-0000-0000-0000-000000000000"
+
+
+class CallFailed(Exception):
+    def __init__(self, method: str, code: int, message: str) -> None:
+        super().__init__(f"{method}: ({code}) {message}")
+        self.code = code
+        self.message = message
+
+
+class Vdsm:
+    """Calls verbs on a daemon; raises CallFailed with the error code."""
+
+    def __init__(self, daemon: Any, timeout: float = 120.0) -> None:
+        self.conn = RawStomp(daemon.host, daemon.port, timeout=timeout)
+        self.conn.connect()
+        self.timeout = timeout
+
+    def call(self, method: str, **params: Any) -> Any:
+        answer = self.conn.call(method, params, timeout=self.timeout)
+        if "error" in answer:
+            raise CallFailed(method, answer["error"]["code"], answer["error"]["message"])
+        return answer["result"]
+
+    def code(self, method: str, **params: Any) -> int:
+        """The error code a call answers (0 for success)."""
+        try:
+            self.call(method, **params)
+        except CallFailed as e:
+            return e.code
+        return 0
+
+    def wait_task(self, task_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.call("Task.getStatus", taskID=task_id)
+            if status["taskState"] == "finished":
+                return status
+            assert time.monotonic() < deadline, f"task {task_id} still {status}"
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+# -- the independent reader ----------------------------------------------------------------
+
+
+def read_domain_metadata(path: Path) -> tuple[list[str], dict[str, str], str | None]:
+    """(lines in file order, values, checksum) of a dom_md/metadata file."""
+    text = path.read_bytes().rstrip(b"\0").decode("utf-8")
+    assert text.endswith("\n"), "every line ends with a newline"
+    lines = text.splitlines()
+    values: dict[str, str] = {}
+    checksum = None
+    for line in lines:
+        key, sep, value = line.partition("=")
+        assert sep, f"not a KEY=VALUE line: {line!r}"
+        if key == "_SHA_CKSUM":
+            checksum = value
+        else:
+            values[key] = value
+    return lines, values, checksum
+
+
+def upstream_checksum(values: dict[str, str]) -> str:
+    """SHA-1 of the sorted KEY=VALUE strings, no separator, non-ASCII as &#N; (contract §4.2)."""
+    digest = hashlib.sha1()
+    for key in sorted(values):
+        line = f"{key}={values[key]}"
+        digest.update("".join(c if ord(c) < 128 else f"&#{ord(c)};" for c in line).encode("ascii"))
+    return digest.hexdigest()
+
+
+def check_metadata_file(path: Path) -> dict[str, str]:
+    """Asserts the file is in upstream's format; answers its values."""
+    lines, values, checksum = read_domain_metadata(path)
+    body = [line for line in lines if not line.startswith("_SHA_CKSUM=")]
+    assert body == sorted(body, key=lambda line: line.partition("=")[0]), "sorted by key"
+    assert lines[-1].startswith("_SHA_CKSUM="), "checksum is the last line"
+    assert checksum == upstream_checksum(values)
+    return values
+
+
+XLEASES_MAGIC = 0x12152016
+
+
+def read_xleases_header(path: Path, alignment: int) -> dict[str, Any]:
+    """The xleases index header (contract §4.5), parsed by hand."""
+    with open(path, "rb") as f:
+        f.seek(alignment)  # slot 1: the index
+        header = f.read(512)
+    magic = int.from_bytes(header[0:4], "big")
+    return {
+        "magic": magic,
+        "version": header[5:9].decode(),
+        "lockspace": header[10:58].rstrip(b"\0").decode(),
+        "mtime": header[59:69].decode(),
+        "flag": header[70:71].decode(),
+        "tail": header[511:512],
+    }
