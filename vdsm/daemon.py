@@ -133,9 +133,14 @@ class Daemon:
             sd_uuid: str, ids: Path, leases: Path, alignment: int, block_size: int
         ) -> DomainLock:
             return DomainLock(
-                sanlock, sd_uuid, ids, leases,
-                alignment=alignment, block_size=block_size, io_timeout=cfg.sanlock.io_timeout,
-            )  # fmt: skip
+                sanlock,
+                sd_uuid,
+                ids,
+                leases,
+                alignment=alignment,
+                block_size=block_size,
+                io_timeout=cfg.sanlock.io_timeout,
+            )
 
         domains = DomainCache(repository, lock_factory, cfg.irs.process_pool_timeout)
         prober = Prober()
@@ -146,9 +151,10 @@ class Daemon:
         )
         self.tasks = TaskManager(RollbackRegistry())
         connections = StorageConnections(
-            cfg.irs.repository, mount_timeout=cfg.irs.mount_timeout,
+            cfg.irs.repository,
+            mount_timeout=cfg.irs.mount_timeout,
             check_timeout=cfg.irs.process_pool_timeout,
-        )  # fmt: skip
+        )
         watchdog = None
         if cfg.spm.watchdog_enable:
 

@@ -27,10 +27,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MiB = 1024 * 1024
 V5_FILE_KEYS = {
-    "ALIGNMENT", "BLOCK_SIZE", "CLASS", "DESCRIPTION", "IOOPTIMEOUTSEC", "LEASERETRIES",
-    "LEASETIMESEC", "LOCKPOLICY", "LOCKRENEWALINTERVALSEC", "POOL_UUID", "REMOTE_PATH",
-    "ROLE", "SDUUID", "TYPE", "VERSION",
-}  # fmt: skip
+    "ALIGNMENT",
+    "BLOCK_SIZE",
+    "CLASS",
+    "DESCRIPTION",
+    "IOOPTIMEOUTSEC",
+    "LEASERETRIES",
+    "LEASETIMESEC",
+    "LOCKPOLICY",
+    "LOCKRENEWALINTERVALSEC",
+    "POOL_UUID",
+    "REMOTE_PATH",
+    "ROLE",
+    "SDUUID",
+    "TYPE",
+    "VERSION",
+}
 POOL_KEYS = {"MASTER_VERSION", "POOL_DESCRIPTION", "POOL_DOMAINS", "POOL_SPM_ID", "POOL_SPM_LVER"}
 STORAGE_CONFIG = {
     "sanlock": {"io_timeout": "1"},
@@ -102,14 +114,18 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
 
     # -- connect the storage ---------------------------------------------------------
     statuses = vdsm.call(
-        "StoragePool.connectStorageServer", storagepoolID=BLANK, domainType=4,
+        "StoragePool.connectStorageServer",
+        storagepoolID=BLANK,
+        domainType=4,
         connectionParams=[{"id": "c1", "connection": str(local)}],
-    )  # fmt: skip
+    )
     assert statuses == [{"id": "c1", "status": 0}]
     statuses = vdsm.call(
-        "StoragePool.connectStorageServer", storagepoolID=BLANK, domainType=6,
+        "StoragePool.connectStorageServer",
+        storagepoolID=BLANK,
+        domainType=6,
         connectionParams=[{"id": "c2", "connection": dev, "vfs_type": "ext4"}],
-    )  # fmt: skip
+    )
     assert statuses == [{"id": "c2", "status": 0}]
     posix_mount = repo / "mnt" / mangle(dev)
     local_mount = repo / "mnt" / mangle(str(local))
@@ -118,15 +134,27 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
 
     # -- the master domain: V5 LOCALFS -----------------------------------------------
     vdsm.call(
-        "StorageDomain.create", storagedomainID=sd1, domainType=4, typeArgs=str(local),
-        name="master data", domainClass=1, version=5,
-    )  # fmt: skip
+        "StorageDomain.create",
+        storagedomainID=sd1,
+        domainType=4,
+        typeArgs=str(local),
+        name="master data",
+        domainClass=1,
+        version=5,
+    )
     info = vdsm.call("StorageDomain.getInfo", storagedomainID=sd1)
     assert info == {
-        "uuid": sd1, "type": "LOCALFS", "class": "Data", "name": "master data",
-        "role": "Regular", "pool": [], "version": "5", "block_size": 512,
-        "alignment": MiB, "remotePath": str(local),
-    }  # fmt: skip
+        "uuid": sd1,
+        "type": "LOCALFS",
+        "class": "Data",
+        "name": "master data",
+        "role": "Regular",
+        "pool": [],
+        "version": "5",
+        "block_size": 512,
+        "alignment": MiB,
+        "remotePath": str(local),
+    }
     values = check_metadata_file(local / sd1 / "dom_md" / "metadata")
     assert set(values) == V5_FILE_KEYS
     assert values["TYPE"] == "LOCALFS" and values["VERSION"] == "5"
@@ -135,10 +163,17 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
 
     # -- the pool ----------------------------------------------------------------------
     vdsm.call(
-        "StoragePool.create", storagepoolID=sp, name="the pool", masterSdUUID=sd1,
-        masterVersion=1, domainList=[sd1], lockRenewalIntervalSec=5, leaseTimeSec=60,
-        ioOpTimeoutSec=10, leaseRetries=3,
-    )  # fmt: skip
+        "StoragePool.create",
+        storagepoolID=sp,
+        name="the pool",
+        masterSdUUID=sd1,
+        masterVersion=1,
+        domainList=[sd1],
+        lockRenewalIntervalSec=5,
+        leaseTimeSec=60,
+        ioOpTimeoutSec=10,
+        leaseRetries=3,
+    )
     values = check_metadata_file(local / sd1 / "dom_md" / "metadata")
     assert set(values) == V5_FILE_KEYS | POOL_KEYS
     assert values["ROLE"] == "Master" and values["POOL_UUID"] == sp
@@ -146,16 +181,27 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
     assert values["MASTER_VERSION"] == "1" and values["POOL_DESCRIPTION"] == "the pool"
     assert (values["POOL_SPM_ID"], values["POOL_SPM_LVER"]) == ("-1", "-1")
 
-    vdsm.call("StoragePool.connect", storagepoolID=sp, hostID=1, scsiKey=sp,
-              masterSdUUID=sd1, masterVersion=1)  # fmt: skip
+    vdsm.call(
+        "StoragePool.connect",
+        storagepoolID=sp,
+        hostID=1,
+        scsiKey=sp,
+        masterSdUUID=sd1,
+        masterVersion=1,
+    )
     assert vdsm.call("Host.getConnectedStoragePools") == [sp]
     assert os.readlink(repo / sp / "mastersd") == str(local_mount / sd1)
     assert os.readlink(repo / sp / sd1) == str(local_mount / sd1)
     assert vdsm.call("StoragePool.getSpmStatus", storagepoolID=sp)["spmStatus"] == "Free"
 
     # -- SPM ---------------------------------------------------------------------------
-    task = vdsm.call("StoragePool.spmStart", storagepoolID=sp, prevID=-1, prevLver="-1",
-                     enableScsiFencing="false")  # fmt: skip
+    task = vdsm.call(
+        "StoragePool.spmStart",
+        storagepoolID=sp,
+        prevID=-1,
+        prevLver="-1",
+        enableScsiFencing="false",
+    )
     status = vdsm.wait_task(task)
     assert (status["taskState"], status["taskResult"], status["code"]) == ("finished", "success", 0)
     assert vdsm.call("Task.getInfo", taskID=task) == {"id": task, "verb": "spmStart"}
@@ -170,9 +216,14 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
 
     # -- a second domain: V5 POSIXFS on ext4 --------------------------------------------
     vdsm.call(
-        "StorageDomain.create", storagedomainID=sd2, domainType=6, typeArgs=dev,
-        name="posix data", domainClass=1, version=5,
-    )  # fmt: skip
+        "StorageDomain.create",
+        storagedomainID=sd2,
+        domainType=6,
+        typeArgs=dev,
+        name="posix data",
+        domainClass=1,
+        version=5,
+    )
     values = check_metadata_file(posix_mount / sd2 / "dom_md" / "metadata")
     assert set(values) == V5_FILE_KEYS and values["TYPE"] == "POSIXFS"
     assert values["REMOTE_PATH"] == dev
@@ -216,15 +267,22 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
     assert int(domain_stats["diskfree"]) <= int(domain_stats["disktotal"])
 
     # -- and back ----------------------------------------------------------------------
-    vdsm.call("StorageDomain.deactivate", storagedomainID=sd2, storagepoolID=sp,
-              masterSdUUID=BLANK, masterVersion=1)  # fmt: skip
+    vdsm.call(
+        "StorageDomain.deactivate",
+        storagedomainID=sd2,
+        storagepoolID=sp,
+        masterSdUUID=BLANK,
+        masterVersion=1,
+    )
     values = check_metadata_file(local / sd1 / "dom_md" / "metadata")
     assert values["POOL_DOMAINS"] == f"{sd1}:Active,{sd2}:Attached"
     assert not (repo / sp / sd2).exists()
     vdsm.call("StorageDomain.detach", storagedomainID=sd2, storagepoolID=sp)
     values = check_metadata_file(posix_mount / sd2 / "dom_md" / "metadata")
     assert values["POOL_UUID"] == "" and values["ROLE"] == "Regular"
-    assert check_metadata_file(local / sd1 / "dom_md" / "metadata")["POOL_DOMAINS"] == f"{sd1}:Active"
+    assert (
+        check_metadata_file(local / sd1 / "dom_md" / "metadata")["POOL_DOMAINS"] == f"{sd1}:Active"
+    )
 
     vdsm.call("StoragePool.spmStop", storagepoolID=sp)
     after = vdsm.call("StoragePool.getSpmStatus", storagepoolID=sp)
@@ -235,9 +293,11 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
     assert not (repo / sp).exists()
 
     statuses = vdsm.call(
-        "StoragePool.disconnectStorageServer", storagepoolID=BLANK, domainType=6,
+        "StoragePool.disconnectStorageServer",
+        storagepoolID=BLANK,
+        domainType=6,
         connectionParams=[{"id": "c2", "connection": dev, "vfs_type": "ext4"}],
-    )  # fmt: skip
+    )
     assert statuses == [{"id": "c2", "status": 0}]
     assert not os.path.ismount(posix_mount)
     vdsm.close()

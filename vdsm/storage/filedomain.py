@@ -322,9 +322,15 @@ async def create(
         raise errors.InvalidParameterException("blockSize", block_size)
     alignment = sc.alignment_for(block_size, max_hosts) if version >= 5 else sc.ALIGNMENT_1M
     values = sdmetadata.new_file_domain(
-        sd_uuid, domain_type, domain_class, description, remote_path, version,
-        block_size=block_size, alignment=alignment,
-    )  # fmt: skip
+        sd_uuid,
+        domain_type,
+        domain_class,
+        description,
+        remote_path,
+        version,
+        block_size=block_size,
+        alignment=alignment,
+    )
     staging = mount / f".{sd_uuid}{CREATING_SUFFIX}"
     final = mount / sd_uuid
     bulkhead = Bulkhead(f"domain {sd_uuid}", 1, op_timeout)
@@ -332,16 +338,25 @@ async def create(
     def prepare() -> None:
         _check_mount(mount, remote_path)
         _remove_remains(mount, sd_uuid)
-        _build(staging, values, version, alignment, block_size,
-               sc.domain_class_name(domain_class) == "Iso")  # fmt: skip
+        _build(
+            staging,
+            values,
+            version,
+            alignment,
+            block_size,
+            sc.domain_class_name(domain_class) == "Iso",
+        )
 
     try:
         await bulkhead.run(prepare)
         # sanlock: the lockspace on ids and the SDM resource on leases, in place.
         lock = lock_factory(
-            sd_uuid, staging / DOMAIN_MD_DIR / IDS, staging / DOMAIN_MD_DIR / LEASES,
-            alignment, block_size,
-        )  # fmt: skip
+            sd_uuid,
+            staging / DOMAIN_MD_DIR / IDS,
+            staging / DOMAIN_MD_DIR / LEASES,
+            alignment,
+            block_size,
+        )
         await lock.format()
         await bulkhead.run(os.rename, staging, final)
     except BaseException as e:

@@ -74,8 +74,10 @@ class DiskBackend:
         if master.metadata.master_version != master_version:
             log.warning(
                 "master %s has version %s, expected %s",
-                master.sd_uuid, master.metadata.master_version, master_version,
-            )  # fmt: skip
+                master.sd_uuid,
+                master.metadata.master_version,
+                master_version,
+            )
             raise errors.StoragePoolWrongMaster(self.pool.sp_uuid, master.sd_uuid)
 
     async def set_spm_status(self, lver: int | None = None, spm_id: int | None = None) -> None:

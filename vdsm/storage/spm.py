@@ -118,8 +118,12 @@ class Spm:
             if (old_lver, old_id) != (prev_lver, prev_id):
                 log.info(
                     "SPM of pool %s: expected id %s lver %s, sanlock says id %s lver %s",
-                    self.pool.sp_uuid, prev_id, prev_lver, old_id, old_lver,
-                )  # fmt: skip
+                    self.pool.sp_uuid,
+                    prev_id,
+                    prev_lver,
+                    old_id,
+                    old_lver,
+                )
             self.role = CONTEND
             log.info(
                 "contending for SPM of pool %s as host %d", self.pool.sp_uuid, self.pool.host_id
@@ -140,8 +144,11 @@ class Spm:
                 recovered = await self.tasks.load_and_recover(master.tasks_dir, self.rollbacks)
                 log.info(
                     "host %d is SPM of pool %s (lver %d), %d persisted tasks reloaded",
-                    self.pool.host_id, self.pool.sp_uuid, self.lver, len(recovered),
-                )  # fmt: skip
+                    self.pool.host_id,
+                    self.pool.sp_uuid,
+                    self.lver,
+                    len(recovered),
+                )
             except BaseException:
                 log.exception("SPM start of pool %s failed, releasing", self.pool.sp_uuid)
                 await self._stop(force=True)
