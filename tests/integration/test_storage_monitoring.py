@@ -128,7 +128,8 @@ def test_a_hung_domain_stalls_nobody_else(
     assert pinger.count > 20
     assert pinger.worst < 1.0, f"an RPC answer took {pinger.worst:.2f} s while storage hung"
     print(
-        f"\nhung domain detected after {detected:.2f} s; worst RPC answer {pinger.worst * 1000:.0f} ms over {pinger.count} pings"
+        f"\nhung domain detected after {detected:.2f} s; worst RPC answer "
+        f"{pinger.worst * 1000:.0f} ms over {pinger.count} pings"
     )
     assert detected <= 2 * INTERVAL + 1
     # After the thaw the domain recovers by itself.
