@@ -32,30 +32,26 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def children() -> dict[int, str]:
-    """pid -> state of this process's children (FUSE servers left out)."""
+def children(*servers: FreezableMount) -> dict[int, str]:
+    """pid -> state of this process's children, the FUSE servers left out."""
+    skip = {fm.server.pid for fm in servers}
     found = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) in skip:
             continue
         try:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[1]) == os.getpid():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"hangfs.py" not in cmdline:
-                found[int(entry)] = fields[0]
+            found[int(entry)] = fields[0]
     return found
 
 
-def wait_no_children(timeout: float = 5.0) -> None:
+def wait_no_children(*servers: FreezableMount, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while children():
-        assert time.monotonic() < deadline, f"children left: {children()}"
+    while children(*servers):
+        assert time.monotonic() < deadline, f"children left: {children(*servers)}"
         time.sleep(0.02)
 
 
@@ -159,7 +155,7 @@ def test_frozen_storage_times_out_without_delaying_anything_else(
     # thawed: the same probes succeed again, and no child is left, not even a zombie
     assert 0 < run(probe.read_delay(metadata, 5)) < 1
     assert run(probe.space(hung.path, 5))[0] > 0
-    wait_no_children()
+    wait_no_children(hung)
 
 
 def test_an_unkillable_probe_is_not_started_twice(hung: FreezableMount):
@@ -174,7 +170,7 @@ def test_an_unkillable_probe_is_not_started_twice(hung: FreezableMount):
         results.append(time.monotonic() - start)
         assert first.value.reaped is not None and not first.value.reaped.done()
         assert prober.busy(metadata)
-        spawned = len(children())
+        spawned = len(children(hung))
         # killed, but asleep in the kernel until the server answers: busy
         await asyncio.sleep(0.3)
         assert not first.value.reaped.done() and prober.busy(metadata)
@@ -182,7 +178,7 @@ def test_an_unkillable_probe_is_not_started_twice(hung: FreezableMount):
         with pytest.raises(probe.ProbeBusy, match="still stuck"):
             await prober.read_delay(metadata, 0.5)
         results.append(time.monotonic() - start)
-        assert len(children()) == spawned  # nothing new was started
+        assert len(children(hung)) == spawned  # nothing new was started
         results.append(first.value.reaped)
         return results
 
@@ -196,7 +192,7 @@ def test_an_unkillable_probe_is_not_started_twice(hung: FreezableMount):
         hung.freeze(killable=False)
         try:
             first_s, busy_s, reaped = await frozen()
-            stuck = [pid for pid, state in children().items() if state == "D"]
+            stuck = [pid for pid, state in children(hung).items() if state == "D"]
             assert stuck, "the abandoned dd should be in uninterruptible sleep"
         finally:
             hung.thaw()
@@ -204,7 +200,7 @@ def test_an_unkillable_probe_is_not_started_twice(hung: FreezableMount):
         assert 0 < await after(reaped) < 1
 
     run(main())
-    wait_no_children()
+    wait_no_children(hung)
 
 
 def test_without_direct_io_the_read_is_buffered_and_said_once(
@@ -240,7 +236,7 @@ def test_a_mount_that_hangs_is_477_at_its_timeout(
     assert 1.0 <= elapsed < 2.0
     assert f"mount -o bind {source} {target}: no answer after 1 s (killed)" in caplog.text
     assert mount.mounted_at(target) == [] and not target.exists()
-    wait_no_children()
+    wait_no_children(hung)
 
 
 def test_a_local_directory_that_hangs_is_451_at_its_timeout(
@@ -255,7 +251,7 @@ def test_a_local_directory_that_hangs_is_451_at_its_timeout(
     assert answer == [{"id": "local", "status": 451}]
     assert 1.0 <= elapsed < 2.0
     assert not os.path.lexists(conns.mount_point(LOCALFS, str(hung.path)))
-    wait_no_children()
+    wait_no_children(hung)
 
 
 def test_connected_storage_that_hangs_is_found_and_disconnected_promptly(
@@ -275,7 +271,7 @@ def test_connected_storage_that_hangs_is_found_and_disconnected_promptly(
         elapsed = time.monotonic() - start
     assert elapsed < 0.5
     assert mount.mounted_at(target) == [] and not target.exists()
-    wait_no_children()
+    wait_no_children(fm)
 
 
 def test_teardown_unmounts_a_frozen_mount_with_stuck_processes(freezable_mount: MakeMount):
