@@ -515,10 +515,16 @@ class Sanlock:
         return await self._registration.run(self._locked, self.timeouts.quick, self._inquire_locked)
 
     def close(self) -> None:
-        """Close the registration: the daemon releases every lease held on it."""
-        with self._fd_lock:
+        """Close the registration: the daemon releases every lease held on it.
+
+        Does not wait for a command in flight on it (that command then fails)."""
+        locked = self._fd_lock.acquire(timeout=0.1)
+        try:
             fd, self._fd = self._fd, None
             self._held.clear()
+        finally:
+            if locked:
+                self._fd_lock.release()
         if fd is not None:
             os.close(fd)
 
