@@ -61,6 +61,7 @@ class Daemon:
         # imports, and `vdsmd --help` stays instant.
         from vdsm.api import registry, schema
         from vdsm.api.host import HostAPI
+        from vdsm.api.lease import LeaseAPI
         from vdsm.api.storagedomain import StorageDomainAPI
         from vdsm.api.storagepool import StoragePoolAPI
         from vdsm.api.task import TaskAPI
@@ -77,6 +78,7 @@ class Daemon:
         from vdsm.rpc.stomp_server import ServerSettings, StompBroker
         from vdsm.storage.clusterlock import DomainLock
         from vdsm.storage.connections import StorageConnections
+        from vdsm.storage.leases import Leases
         from vdsm.storage.monitor import MonitorRegistry
         from vdsm.storage.probe import Prober
         from vdsm.storage.repository import Repository
@@ -185,6 +187,7 @@ class Daemon:
             StoragePoolAPI(storage=self.storage, connections=connections),
             StorageDomainAPI(storage=self.storage),
             TaskAPI(tasks=self.tasks),
+            LeaseAPI(leases=Leases(self.storage, sanlock, timeout=cfg.irs.process_pool_timeout)),
         ]
         table = registry.build(schema.load(), apis)
         dispatcher = Dispatcher(

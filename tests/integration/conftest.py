@@ -33,7 +33,8 @@ def veth_pair() -> Iterator[Callable[[], str]]:
 def wait_until_ready(daemon, timeout: float = 30.0) -> None:
     """Waits until start-up recovery has finished (the daemon logs it)."""
     deadline = time.monotonic() + timeout
-    while "recovery finished" not in daemon.log_text():
+    # The log accumulates over restarts: wait for this start's line.
+    while daemon.log_text().count("recovery finished") < daemon.starts:
         if not daemon.running():
             raise AssertionError(f"vdsmd died during recovery\n{daemon.log_text(tail=60)}")
         if time.monotonic() > deadline:

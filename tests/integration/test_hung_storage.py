@@ -15,10 +15,7 @@ from typing import Any
 
 import pytest
 
-# Until tests.lab.hangfs is in tests/conftest.py's pytest_plugins, its fixture is
-# imported here (and the test arguments named after it are redefinitions to ruff).
-# ruff: noqa: F811
-from tests.lab.hangfs import FreezableMount, freezable_mount  # noqa: F401
+from tests.lab.hangfs import FreezableMount
 from tests.lab.resources import unique_name
 from vdsm.storage import probe
 from vdsm.storage.connections import StorageConnections

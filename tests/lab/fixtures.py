@@ -56,6 +56,7 @@ INTEGRATION_FIXTURES = frozenset(
         "libvirt_conn",
         "libvirt_domain",
         "sanlock",
+        "freezable_mount",
         "sanlock_lockspace",
         "loop_device",
         "lvm_vg",

@@ -142,7 +142,10 @@ class DomainMonitor:
         try:
             async with asyncio.timeout(deadline):
                 domain = await self._domain_object()
-                status = replace(status, read_delay=await self._check_path(domain, deadline))
+                # The probe gives up before the check does, so a hung read is reported
+                # as the probe's own timeout.
+                probe_timeout = self.interval * 0.8
+                status = replace(status, read_delay=await self._check_path(domain, probe_timeout))
                 status = replace(status, version=await domain.refresh())
                 total, free = await domain.space()
                 status = replace(status, disk_total=total, disk_free=free)
@@ -168,6 +171,8 @@ class DomainMonitor:
         # stays invalid until the stuck child finally returns.
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._read_delay(domain.metadata_path, timeout))
+            # Outlived by a check deadline, its outcome would go unread otherwise.
+            self._probe.add_done_callback(_retrieve)
         try:
             return await asyncio.shield(self._probe)
         except (errors.VdsmError, asyncio.CancelledError, TimeoutError):
@@ -204,6 +209,11 @@ class DomainMonitor:
             log.info("domain %s became %s", self.sd_uuid, "VALID" if status.valid else "INVALID")
             if self._on_change is not None:
                 self._on_change(self.sd_uuid, status.valid)
+
+
+def _retrieve(task: asyncio.Task[float]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class MonitorRegistry:

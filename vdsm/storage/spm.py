@@ -81,6 +81,7 @@ class Spm:
         self._panic = panic
         self.role = FREE
         self.lver = sc.LVER_INVALID
+        self._holding = False  # the SDM lease is ours (acquired, not yet released)
         self._watchdog: asyncio.Task[None] | None = None
         self._serial = asyncio.Lock()
 
@@ -133,6 +134,7 @@ class Spm:
                     await master.lock.join(self.pool.host_id)
                 await master.lock.wait_joined(self.pool.host_id, JOIN_TIMEOUT)
                 self.lver = await master.lock.acquire_sdm()
+                self._holding = True
             except BaseException:
                 self.role = FREE
                 raise
@@ -178,8 +180,11 @@ class Spm:
         if was_spm:
             with contextlib.suppress(errors.VdsmError):
                 await self.pool.backend.set_spm_status(spm_id=sc.SPM_ID_FREE)
+        if not self._holding:
+            return
         try:
             await self.pool.master.lock.release_sdm()
+            self._holding = False
         except errors.VdsmError as e:
             log.error("cannot release the SDM lease of pool %s: %s", self.pool.sp_uuid, e)
             self._panic(f"cannot release the SDM lease: {e}")
