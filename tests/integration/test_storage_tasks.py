@@ -9,117 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import wait_until_ready
-from tests.support.storage import (
-    BLANK,
-    CallFailed,
-    Vdsm,
-    check_metadata_file,
-    new_uuid,
-)
+from tests.support.storage import CallFailed, Site, check_metadata_file, new_uuid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MiB = 1024 * 1024
-
-
-class Site:
-    """A daemon whose repository and LOCALFS domains live under one traversable dir."""
-
-    def __init__(self, vdsmd, root: Path) -> None:
-        self.root = root
-        self.repo = root / "data-center"
-        self.daemon = vdsmd(
-            {
-                "irs": {"repository": str(self.repo), "sd_health_check_delay": "1"},
-                "sanlock": {"io_timeout": "1"},
-            }
-        )
-        self.vdsm = Vdsm(self.daemon)
-        self.sp = new_uuid()
-
-    def reconnect(self) -> None:
-        """After a restart: a new client connection."""
-        self.vdsm.close()
-        self.vdsm = Vdsm(self.daemon)
-
-    def local(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(mode=0o755)
-        return path
-
-    def connect_dirs(self, *dirs: Path) -> None:
-        params = [{"id": new_uuid(), "connection": str(d)} for d in dirs]
-        statuses = self.vdsm.call(
-            "StoragePool.connectStorageServer",
-            storagepoolID=BLANK,
-            domainType=4,
-            connectionParams=params,
-        )
-        assert all(s["status"] == 0 for s in statuses), statuses
-
-    def create_domain(self, sd: str, path: Path) -> None:
-        self.vdsm.call(
-            "StorageDomain.create",
-            storagedomainID=sd,
-            domainType=4,
-            typeArgs=str(path),
-            name=sd[:8],
-            domainClass=1,
-            version=5,
-        )
-
-    def create_pool(self, master: str) -> None:
-        self.vdsm.call(
-            "StoragePool.create",
-            storagepoolID=self.sp,
-            name="pool",
-            masterSdUUID=master,
-            masterVersion=1,
-            domainList=[master],
-            lockRenewalIntervalSec=5,
-            leaseTimeSec=60,
-            ioOpTimeoutSec=10,
-            leaseRetries=3,
-        )
-
-    def connect_pool(self, master: str) -> None:
-        self.vdsm.call(
-            "StoragePool.connect",
-            storagepoolID=self.sp,
-            hostID=1,
-            scsiKey="",
-            masterSdUUID=master,
-            masterVersion=1,
-        )
-
-    def start_spm(self) -> dict:
-        task = self.vdsm.call(
-            "StoragePool.spmStart",
-            storagepoolID=self.sp,
-            prevID=-1,
-            prevLver="-1",
-            enableScsiFencing="false",
-        )
-        status = self.vdsm.wait_task(task)
-        assert status["taskResult"] == "success", status
-        self.vdsm.call("Task.clear", taskID=task)
-        spm = self.vdsm.call("StoragePool.getSpmStatus", storagepoolID=self.sp)
-        assert spm["spmStatus"] == "SPM"
-        return spm
-
-    def restart(self) -> None:
-        self.daemon.start()
-        wait_until_ready(self.daemon)
-        self.reconnect()
-
-    def teardown(self) -> None:
-        try:
-            self.vdsm.call("StoragePool.spmStop", storagepoolID=self.sp)
-            self.vdsm.call("StoragePool.disconnect", storagepoolID=self.sp, hostID=1, scsiKey="")
-        except CallFailed:
-            pass
-        self.vdsm.close()
 
 
 def read_task_file(path: Path) -> dict[str, str]:

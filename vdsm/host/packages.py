@@ -104,7 +104,8 @@ async def _run(argv: list[str], timeout: float) -> str:
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+        async with asyncio.timeout(timeout):
+            out, _ = await process.communicate()
     except BaseException:
         if process.returncode is None:
             process.kill()

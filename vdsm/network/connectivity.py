@@ -39,7 +39,8 @@ class ConnectivityMonitor:
                 await self._changed.wait_for(lambda: self.last_confirmed > since)
 
         try:
-            await asyncio.wait_for(confirmed(), timeout)
+            async with asyncio.timeout(timeout):
+                await confirmed()
         except TimeoutError:
             return False
         return True

@@ -17,7 +17,7 @@ from vdsm import errors
 from vdsm.storage import xlease
 from vdsm.storage.filedomain import FileDomain
 from vdsm.storage.service import StorageService
-from vdsm.system.blocking import BlockingCallTimeout
+from vdsm.system.blocking import BlockingCallTimeout, Bulkhead
 
 log = logging.getLogger("vdsm.storage.leases")
 
@@ -30,7 +30,17 @@ class Leases:
         self.storage = storage
         self.sanlock = sanlock
         self.timeout = timeout
+        # One xleases change at a time per domain, in a single-slot bulkhead: a change
+        # stuck on hung storage keeps its slot until its thread really ends, so the
+        # rollback of an aborted task can never overtake the change it undoes.
+        self._xleases: dict[str, Bulkhead] = {}
         storage.rollbacks.register(ROLLBACK_MODULE, ROLLBACK_REMOVE, self._rollback_create)
+
+    def _bulkhead(self, sd_id: str) -> Bulkhead:
+        bulkhead = self._xleases.get(sd_id)
+        if bulkhead is None:
+            bulkhead = self._xleases[sd_id] = Bulkhead(f"xleases {sd_id}", 1, self.timeout)
+        return bulkhead
 
     async def _domain(self, sd_id: str) -> FileDomain:
         domain = await self.storage.domains.produce(sd_id)
@@ -119,7 +129,7 @@ class Leases:
         """xlease.add or xlease.remove on the domain's xleases, in its bulkhead."""
         meta = domain.metadata
         try:
-            result: int = await domain.bulkhead.run(
+            result: int = await self._bulkhead(domain.sd_uuid).run(
                 op, domain.xleases_path, lease_id, meta.alignment, meta.block_size, callback
             )
         except BlockingCallTimeout:

@@ -123,11 +123,12 @@ class DomainMonitor:
         self._domain: MonitoredDomain | None = None
         self._joining = False
         self._probe: asyncio.Task[float] | None = None
+        self.stopping = False
 
     async def run(self) -> None:
         log.info("monitoring domain %s (host id %s)", self.sd_uuid, self.host_id)
         try:
-            while True:
+            while not self.stopping:
                 started = time.monotonic()
                 await self.check()
                 await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
@@ -271,14 +272,20 @@ class MonitorRegistry:
     async def stop(self, sd_uuids: list[str]) -> None:
         tasks = []
         for sd_uuid in sd_uuids:
-            self.monitors.pop(sd_uuid, None)
+            monitor = self.monitors.pop(sd_uuid, None)
+            if monitor is not None:
+                monitor.stopping = True
             task = self._tasks.pop(sd_uuid, None)
             if task is not None:
-                task.cancel()
                 tasks.append(task)
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # A cancellation can be lost in a race with a completing call: insist.
+            while not task.done():
+                task.cancel()
+                # Long enough for the monitor to leave its lockspace (a few seconds).
+                await asyncio.wait({task}, timeout=10.0)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
 
     @property
     def pool_domains(self) -> set[str]:

@@ -50,8 +50,11 @@ class Bulkhead:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         what = getattr(fn, "__name__", repr(fn))
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the awaited future completes.
         try:
-            await asyncio.wait_for(self._slots.acquire(), limit)
+            async with asyncio.timeout(limit):
+                await self._slots.acquire()
         except TimeoutError:
             raise BlockingCallTimeout(self.resource, f"waiting for a slot for {what}", limit)
         try:
@@ -63,7 +66,8 @@ class Bulkhead:
         try:
             # shield: a timeout or cancellation of the caller must not cancel the task,
             # whose completion is what gives the slot back.
-            return await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(task)
         except TimeoutError:
             if not task.done():
                 self.stuck += 1

@@ -272,7 +272,8 @@ async def run(argv: list[str], timeout: float, **popen: Any) -> tuple[int, str, 
     )
     try:
         # Shielded: a timeout must not cancel the wait, which is what reaps the child.
-        await asyncio.wait_for(asyncio.shield(proto.done), timeout)
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(proto.done)
     except (TimeoutError, asyncio.CancelledError) as e:
         with contextlib.suppress(ProcessLookupError):
             transport.kill()
