@@ -157,6 +157,9 @@ def remove(item: Leftover) -> None:
     elif item.kind == "lockspace":
         _run(["sanlock", "client", "rem_lockspace", "-s", item.name], timeout=60)
     elif item.kind == "tmpdir":
+        # A daemon under test may have mounted storage below it: never delete through
+        # a mount.
+        unmount(lambda source, target: target == item.name or target.startswith(item.name + "/"))
         shutil.rmtree(item.name, ignore_errors=True)
 
 
@@ -171,8 +174,27 @@ def delete_netns(name: str) -> None:
         raise RuntimeError(f"ip netns delete {name}: {proc.stderr.strip()}")
 
 
+def _mounts() -> list[tuple[str, str]]:
+    """(source, mount point) of every mount, octal escapes decoded."""
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        source, target = (f.encode().decode("unicode_escape") for f in fields[:2])
+        found.append((source, target))
+    return found
+
+
+def unmount(predicate: object) -> None:
+    """Lazily unmount every mount matching predicate(source, target), deepest first: a
+    daemon under test may have mounted storage that its failed test never released."""
+    matching = [t for s, t in _mounts() if predicate(s, t)]  # type: ignore[operator]
+    for target in sorted(matching, key=len, reverse=True):
+        _run(["umount", "-l", target])
+
+
 def detach_loop(device: str) -> None:
-    """Remove device-mapper tables on the device (kernel lab), then detach it."""
+    """Unmount the device, remove device-mapper tables on it (kernel lab), detach it."""
+    unmount(lambda source, target: source == device)
     if os.path.exists("/dev/mapper/control") and shutil.which("dmsetup"):
         holders = Path(f"/sys/block/{os.path.basename(device)}/holders")
         for holder in holders.iterdir() if holders.is_dir() else []:
