@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import wait_until_ready
 from tests.support.sanlock_faults import revoke
-from tests.support.storage import BLANK, CallFailed, Vdsm, check_metadata_file, new_uuid
+from tests.support.storage import CallFailed, Site, Vdsm, check_metadata_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,63 +61,11 @@ def log_time(line: str) -> float:
 
 
 def test_lease_loss_fences_and_panics(vdsmd, sanlock, shared_tmp_path: Path):
-    repo = shared_tmp_path / "data-center"
-    daemon = vdsmd(
-        {
-            "irs": {"repository": str(repo), "sd_health_check_delay": "1"},
-            "sanlock": {"io_timeout": "1"},
-            "spm": {"watchdog_interval": str(INTERVAL)},
-        }
-    )
-    vdsm = Vdsm(daemon)
-    sp, sd = new_uuid(), new_uuid()
-    local = shared_tmp_path / "master"
-    local.mkdir(mode=0o755)
-    vdsm.call(
-        "StoragePool.connectStorageServer",
-        storagepoolID=BLANK,
-        domainType=4,
-        connectionParams=[{"id": "c", "connection": str(local)}],
-    )
-    vdsm.call(
-        "StorageDomain.create",
-        storagedomainID=sd,
-        domainType=4,
-        typeArgs=str(local),
-        name="master",
-        domainClass=1,
-        version=5,
-    )
-    vdsm.call(
-        "StoragePool.create",
-        storagepoolID=sp,
-        name="pool",
-        masterSdUUID=sd,
-        masterVersion=1,
-        domainList=[sd],
-        lockRenewalIntervalSec=5,
-        leaseTimeSec=60,
-        ioOpTimeoutSec=10,
-        leaseRetries=3,
-    )
-    vdsm.call(
-        "StoragePool.connect",
-        storagepoolID=sp,
-        hostID=1,
-        scsiKey="",
-        masterSdUUID=sd,
-        masterVersion=1,
-    )
-    task = vdsm.call(
-        "StoragePool.spmStart",
-        storagepoolID=sp,
-        prevID=-1,
-        prevLver="-1",
-        enableScsiFencing="false",
-    )
-    vdsm.wait_task(task)
-    first = vdsm.call("StoragePool.getSpmStatus", storagepoolID=sp)
-    assert first["spmStatus"] == "SPM"
+    site = Site(vdsmd, shared_tmp_path, watchdog_interval=str(INTERVAL))
+    daemon, repo, sp = site.daemon, site.repo, site.sp
+    sd, local = site.new_domain("master")
+    site.new_pool(sd)
+    first = site.start_spm()
 
     writer = Writer(daemon, sp)
     writer.start()
@@ -152,27 +99,8 @@ def test_lease_loss_fences_and_panics(vdsmd, sanlock, shared_tmp_path: Path):
     assert int(values["POOL_DESCRIPTION"].split()[1]) >= int(writer.acknowledged[-1].split()[1])
 
     # Restarted, the host contends again and becomes SPM with a newer lease version.
-    daemon.start()
-    wait_until_ready(daemon)
-    vdsm = Vdsm(daemon)
-    vdsm.call(
-        "StoragePool.connect",
-        storagepoolID=sp,
-        hostID=1,
-        scsiKey="",
-        masterSdUUID=sd,
-        masterVersion=1,
-    )
-    task = vdsm.call(
-        "StoragePool.spmStart",
-        storagepoolID=sp,
-        prevID=-1,
-        prevLver="-1",
-        enableScsiFencing="false",
-    )
-    assert vdsm.wait_task(task)["taskResult"] == "success"
-    again = vdsm.call("StoragePool.getSpmStatus", storagepoolID=sp)
-    assert again["spmStatus"] == "SPM" and again["spmLver"] > first["spmLver"]
-    vdsm.call("StoragePool.spmStop", storagepoolID=sp)
-    vdsm.call("StoragePool.disconnect", storagepoolID=sp, hostID=1, scsiKey="")
-    vdsm.close()
+    site.restart()
+    site.connect_pool(sd)
+    again = site.start_spm()
+    assert again["spmLver"] > first["spmLver"]
+    site.teardown()

@@ -28,12 +28,8 @@ def read_task_file(path: Path) -> dict[str, str]:
 
 def test_leases_are_persisted_spm_tasks(vdsmd, sanlock, shared_tmp_path):
     site = Site(vdsmd, shared_tmp_path)
-    master = new_uuid()
-    d = site.local("master")
-    site.connect_dirs(d)
-    site.create_domain(master, d)
-    site.create_pool(master)
-    site.connect_pool(master)
+    master, d = site.new_domain("master")
+    site.new_pool(master)
     lease = {"sd_id": master, "lease_id": new_uuid()}
     with pytest.raises(CallFailed) as info:
         site.vdsm.call("Lease.create", lease=lease)
@@ -139,12 +135,8 @@ def test_kill_during_a_persisted_spm_task_is_rolled_back_by_the_next_spm(
 
 def test_kill_during_spm_start_then_restart(vdsmd, sanlock, shared_tmp_path):
     site = Site(vdsmd, shared_tmp_path)
-    master = new_uuid()
-    d = site.local("master")
-    site.connect_dirs(d)
-    site.create_domain(master, d)
-    site.create_pool(master)
-    site.connect_pool(master)
+    master, d = site.new_domain("master")
+    site.new_pool(master)
     # Killed while contending: joining the lockspace alone takes seconds.
     site.vdsm.call(
         "StoragePool.spmStart",

@@ -137,9 +137,7 @@ def test_images_validate_description_format(vdsmd, sanlock, shared_tmp_path):
 
 def test_format_refuses_attached_domains(vdsmd, sanlock, shared_tmp_path):
     site = Site(vdsmd, shared_tmp_path)
-    master, d = new_uuid(), site.local("master")
-    site.connect_dirs(d)
-    site.create_domain(master, d)
+    master, d = site.new_domain("master")
     site.create_pool(master)
     assert site.vdsm.code("StorageDomain.format", storagedomainID=master, autoDetach=False) == 391
     site.connect_pool(master)

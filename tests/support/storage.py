@@ -63,15 +63,23 @@ def new_uuid() -> str:
 class Site:
     """A daemon whose repository and LOCALFS domains live under one traversable dir."""
 
-    def __init__(self, vdsmd: Any, root: Path, **irs: str) -> None:
+    def __init__(
+        self,
+        vdsmd: Any,
+        root: Path,
+        *,
+        process_pool_timeout: str | None = None,
+        watchdog_interval: str | None = None,
+    ) -> None:
         self.root = root
         self.repo = root / "data-center"
-        self.daemon = vdsmd(
-            {
-                "irs": {"repository": str(self.repo), "sd_health_check_delay": "1", **irs},
-                "sanlock": {"io_timeout": "1"},
-            }
-        )
+        irs = {"repository": str(self.repo), "sd_health_check_delay": "1"}
+        if process_pool_timeout:
+            irs["process_pool_timeout"] = process_pool_timeout
+        config = {"irs": irs, "sanlock": {"io_timeout": "1"}}
+        if watchdog_interval:
+            config["spm"] = {"watchdog_interval": watchdog_interval}
+        self.daemon = vdsmd(config)
         self.vdsm = Vdsm(self.daemon)
         self.sp = new_uuid()
 
@@ -105,6 +113,19 @@ class Site:
             domainClass=1,
             version=5,
         )
+
+    def new_domain(self, name: str, path: Path | None = None) -> tuple[str, Path]:
+        """A V5 LOCALFS domain on a new directory (or `path`), connected; (uuid, dir)."""
+        directory = path if path is not None else self.local(name)
+        self.connect_dirs(directory)
+        sd = new_uuid()
+        self.create_domain(sd, directory)
+        return sd, directory
+
+    def new_pool(self, master: str) -> None:
+        """Creates the pool on `master` and connects this host to it."""
+        self.create_pool(master)
+        self.connect_pool(master)
 
     def create_pool(self, master: str) -> None:
         self.vdsm.call(

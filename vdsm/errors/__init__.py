@@ -11,7 +11,7 @@ The text follows upstream's three shapes, because engine logs and scripts parse 
     StorageDomainDoesNotExist("x")  -> "Storage domain does not exist: ('x',)"
 
 Classes are declared with keyword arguments (`class X(VdsmError, code=.., message=..)`)
-so the table of codes reads as a table.  Families live in submodules (storage.py) and
+so the table of codes reads as a table.  Families live in submodules (storage.py, spm.py) and
 are re-exported here: `from vdsm import errors; errors.StorageDomainDoesNotExist`.
 """
 
@@ -185,4 +185,5 @@ class ConfigError(Exception):
 
 
 # The families, re-exported so that every error is `vdsm.errors.<Name>`.
+from vdsm.errors.spm import *  # noqa: E402, F403
 from vdsm.errors.storage import *  # noqa: E402, F403

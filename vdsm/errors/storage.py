@@ -9,21 +9,14 @@ from __future__ import annotations
 from vdsm.errors import VdsmError
 
 __all__ = [
-    "AcquireHostIdFailure",
-    "AcquireLockFailure",
     "CannotConnectMultiplePools",
     "CannotDetachMasterStorageDomain",
     "CannotFormatAttachedStorageDomain",
     "CannotFormatStorageDomainInConnectedPool",
-    "ClusterLockInitError",
     "CurrentVersionTooAdvancedError",
-    "DomainAlreadyLocked",
-    "HostIdMismatch",
     "ImageDoesNotExistInSD",
     "InvalidMetadata",
     "InvalidParameterException",
-    "InvalidTask",
-    "IsSpm",
     "MetaDataGeneralError",
     "MetaDataKeyError",
     "MetaDataSealIsBroken",
@@ -35,11 +28,7 @@ __all__ = [
     "MountError",
     "MountTypeError",
     "NoSuchLease",
-    "ReleaseHostIdFailure",
     "ShuttingDownError",
-    "SpmStartError",
-    "SpmStatusError",
-    "SpmStopError",
     "StorageDomainAccessError",
     "StorageDomainActionError",
     "StorageDomainActivateError",
@@ -80,12 +69,8 @@ __all__ = [
     "StorageServerDisconnectionError",
     "StorageServerValidationError",
     "StorageTypeError",
-    "TaskAborted",
-    "TaskNotFinished",
     "TooManyDomainsInStoragePoolError",
     "UnicodeArgumentException",
-    "UnknownTask",
-    "UnmanagedTask",
     "UnsupportedDomainVersion",
     "VolumeAlreadyExists",
     "VolumeCreationError",
@@ -354,30 +339,6 @@ class CurrentVersionTooAdvancedError(
     pass
 
 
-class InvalidTask(StorageError, code=400, message="Task invalid"):
-    pass
-
-
-class UnknownTask(StorageError, code=401, message="Task id unknown", expected=True):
-    pass
-
-
-class TaskNotFinished(StorageError, code=403, message="Task not finished", expected=True):
-    pass
-
-
-class TaskAborted(StorageError, code=411, message="Task is aborted"):
-    pass
-
-
-class UnmanagedTask(
-    StorageError,
-    code=412,
-    message="Operation can't be performed on unmanaged task",
-):
-    pass
-
-
 class StorageServerActionError(StorageError, code=450, message="Error storage server action"):
     pass
 
@@ -431,64 +392,6 @@ class MountTypeError(StorageError, code=470, message="Mount type error"):
 
 
 class MountError(StorageError, code=477, message="Problem while trying to mount target"):
-    pass
-
-
-class SpmStartError(StorageError, code=650, message="Error starting SPM"):
-    pass
-
-
-class AcquireLockFailure(StorageError, code=651, message="Cannot obtain lock"):
-    pass
-
-
-class SpmStopError(
-    StorageError,
-    code=653,
-    message="Error stopping SPM, SPM has unfinished task(s)",
-    expected=True,
-):
-    pass
-
-
-class SpmStatusError(StorageError, code=654, message="Not SPM", expected=True):
-    pass
-
-
-class IsSpm(
-    StorageError,
-    code=656,
-    message="Operation not allowed while SPM is active",
-    expected=True,
-):
-    pass
-
-
-class DomainAlreadyLocked(
-    StorageError,
-    code=657,
-    message="Cannot acquire lock, resource marked as locked",
-):
-    pass
-
-
-class AcquireHostIdFailure(StorageError, code=661, message="Cannot acquire host id"):
-    pass
-
-
-class ReleaseHostIdFailure(StorageError, code=662, message="Cannot release host id"):
-    pass
-
-
-class HostIdMismatch(
-    StorageError,
-    code=700,
-    message="Host id not found or does not match manager host id",
-):
-    pass
-
-
-class ClusterLockInitError(StorageError, code=701, message="Could not initialize cluster lock"):
     pass
 
 
