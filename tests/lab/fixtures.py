@@ -468,6 +468,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 def vdsmd(
     request: pytest.FixtureRequest,
     tmp_path: Path,
+    # Requested so that it is torn down after the daemons stop: storage below it is
+    # unmounted and deleted only once no daemon uses it.
+    shared_tmp_path: Path,
 ) -> Iterator[Callable[..., VdsmdProcess]]:
     """`vdsmd(config=None, env=None, start=True)`: a started VdsmdProcess, its files
     under tmp_path/vdsmdN (N = 0, 1, ... per daemon of the test).
@@ -475,7 +478,8 @@ def vdsmd(
     `config` is {section: {key: value}} over the test defaults (plain TCP on 127.0.0.1,
     port 0, libvirt test:///default, sanlock io_timeout 1, every dir under its own root).
     At teardown a still-running daemon gets SIGTERM and must exit 0 (SIGKILL after a
-    timeout fails the test), and a daemon that died by itself fails the test too.
+    timeout fails the test), and a daemon that died by itself fails the test too; then
+    the lockspaces the daemons kept joined (their `ids` below the repository) are left.
     """
     made: list[VdsmdProcess] = []
     request.node.stash[VDSMD_KEY] = made
@@ -513,6 +517,9 @@ def vdsmd(
                 f"vdsmd pid {daemon.pid} died during the test "
                 f"(exit status {daemon.proc.returncode})"
             )
+    for daemon in made:
+        if daemon.proc is not None:
+            leftovers.leave_lockspaces(daemon.config["irs"]["repository"])
     if problems:
         text = "\n".join(problems)
         logs = "\n".join(d.log_text(60) for d in made if d.proc is not None)

@@ -30,6 +30,10 @@ from vdsm import errors
 
 log = logging.getLogger("vdsm.storage.monitor")
 
+# Leaving a lockspace takes about 2 x sanlock's io_timeout; beyond this the storage is
+# not answering and sanlock finishes the release on its own.
+HOST_ID_RELEASE_TIMEOUT = 30.0
+
 
 class HostIdLock(Protocol):
     async def join(self, host_id: int) -> None: ...
@@ -121,9 +125,14 @@ class DomainMonitor:
         self._read_delay = read_delay
         self._on_change = on_change
         self._domain: MonitoredDomain | None = None
-        self._joining = False
+        # The host id is ours to give back: this monitor joined the lockspace, or found
+        # it joined (by this daemon before a restart).
+        self._holds_host_id = False
         self._probe: asyncio.Task[float] | None = None
         self.stopping = False
+        # False when the daemon shuts down: VMs holding leases in the lockspace keep
+        # running, and the next daemon finds the host id still acquired.
+        self.release_host_id = True
 
     async def run(self) -> None:
         log.info("monitoring domain %s (host id %s)", self.sd_uuid, self.host_id)
@@ -133,7 +142,8 @@ class DomainMonitor:
                 await self.check()
                 await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
         finally:
-            await self._release_host_id()
+            if self.release_host_id:
+                await self._release_host_id()
             log.info("stopped monitoring domain %s", self.sd_uuid)
 
     async def check(self) -> None:
@@ -188,20 +198,31 @@ class DomainMonitor:
         if self.host_id is None:
             return False
         joined = await domain.lock.joined(self.host_id)
-        if joined is False and not self._joining:
-            self._joining = True
+        if joined is False and not self.stopping:
+            # Not joined yet, or lost (sanlock drops a lockspace it cannot renew): join
+            # again, as upstream does, so the host id comes back with the storage.
             log.info("joining the lockspace of %s as host %d", self.sd_uuid, self.host_id)
+            self._holds_host_id = True
             await domain.lock.join(self.host_id)
             joined = await domain.lock.joined(self.host_id)
+        if joined is True:
+            self._holds_host_id = True
         return joined is True
 
     async def _release_host_id(self) -> None:
         domain = self._domain
-        if domain is None or self.host_id is None or not self._joining:
+        if domain is None or self.host_id is None or not self._holds_host_id:
             return
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.interval):
-                await domain.lock.leave(self.host_id)
+        try:
+            async with asyncio.timeout(HOST_ID_RELEASE_TIMEOUT):
+                # unused: sanlock refuses while a process (a VM) holds a lease in the
+                # lockspace, instead of killing it.
+                await domain.lock.leave(self.host_id, unused=True)
+            self._holds_host_id = False
+        except errors.ReleaseHostIdFailure as e:
+            log.warning("host id %d of %s kept: %s", self.host_id, self.sd_uuid, e)
+        except Exception:
+            log.exception("cannot release host id %d of %s", self.host_id, self.sd_uuid)
 
     def _update(self, status: DomainStatus) -> None:
         changed = not self.status.actual or self.status.valid != status.valid
@@ -269,12 +290,15 @@ class MonitorRegistry:
         self._tasks[sd_uuid] = task
         task.add_done_callback(lambda _: self._tasks.pop(sd_uuid, None))
 
-    async def stop(self, sd_uuids: list[str]) -> None:
+    async def stop(self, sd_uuids: list[str], *, release_host_ids: bool = True) -> None:
+        """Stop monitoring; the host ids are given back unless release_host_ids is False
+        (the daemon shuts down) or a VM holds a lease in the lockspace."""
         tasks = []
         for sd_uuid in sd_uuids:
             monitor = self.monitors.pop(sd_uuid, None)
             if monitor is not None:
                 monitor.stopping = True
+                monitor.release_host_id = release_host_ids
             task = self._tasks.pop(sd_uuid, None)
             if task is not None:
                 tasks.append(task)
@@ -282,8 +306,8 @@ class MonitorRegistry:
             # A cancellation can be lost in a race with a completing call: insist.
             while not task.done():
                 task.cancel()
-                # Long enough for the monitor to leave its lockspace (a few seconds).
-                await asyncio.wait({task}, timeout=10.0)
+                # Long enough for the monitor to leave its lockspace.
+                await asyncio.wait({task}, timeout=HOST_ID_RELEASE_TIMEOUT + 5.0)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
 

@@ -310,12 +310,16 @@ class StorageService:
         return [self.pool.sp_uuid] if self.pool is not None else []
 
     async def shutdown(self) -> None:
-        """Clean stop: give the SPM lease back, leave the lockspaces, drop the tasks
-        (persisted ones are recovered by the next SPM)."""
+        """Clean stop: give the SPM lease back, stop the monitors, drop the tasks
+        (persisted ones are recovered by the next SPM).
+
+        The lockspaces stay joined, as upstream's do: VMs holding leases keep running
+        through a daemon restart, and the restarted daemon finds its host ids acquired.
+        """
         if self.spm is not None and self.spm.role != "Free":
             try:
                 await self.spm.stop_for_shutdown()
             except Exception:
                 log.exception("cannot stop SPM cleanly")
-        await self.monitor.stop(sorted(self.monitor.monitors))
+        await self.monitor.stop(sorted(self.monitor.monitors), release_host_ids=False)
         await self.tasks.shutdown()
