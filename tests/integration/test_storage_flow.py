@@ -16,6 +16,8 @@ import pytest
 
 from tests.support.storage import (
     BLANK,
+    POOL_KEYS,
+    V5_FILE_DOMAIN_KEYS,
     XLEASES_MAGIC,
     Vdsm,
     check_metadata_file,
@@ -26,24 +28,6 @@ from tests.support.storage import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MiB = 1024 * 1024
-V5_FILE_KEYS = {
-    "ALIGNMENT",
-    "BLOCK_SIZE",
-    "CLASS",
-    "DESCRIPTION",
-    "IOOPTIMEOUTSEC",
-    "LEASERETRIES",
-    "LEASETIMESEC",
-    "LOCKPOLICY",
-    "LOCKRENEWALINTERVALSEC",
-    "POOL_UUID",
-    "REMOTE_PATH",
-    "ROLE",
-    "SDUUID",
-    "TYPE",
-    "VERSION",
-}
-POOL_KEYS = {"MASTER_VERSION", "POOL_DESCRIPTION", "POOL_DOMAINS", "POOL_SPM_ID", "POOL_SPM_LVER"}
 STORAGE_CONFIG = {
     "sanlock": {"io_timeout": "1"},
     "irs": {"sd_health_check_delay": "1"},
@@ -156,7 +140,7 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
         "remotePath": str(local),
     }
     values = check_metadata_file(local / sd1 / "dom_md" / "metadata")
-    assert set(values) == V5_FILE_KEYS
+    assert set(values) == V5_FILE_DOMAIN_KEYS
     assert values["TYPE"] == "LOCALFS" and values["VERSION"] == "5"
     check_file_domain_layout(local / sd1, sd1, MiB)
     assert vdsm.call("Host.getStorageDomains") == [sd1]
@@ -175,7 +159,7 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
         leaseRetries=3,
     )
     values = check_metadata_file(local / sd1 / "dom_md" / "metadata")
-    assert set(values) == V5_FILE_KEYS | POOL_KEYS
+    assert set(values) == V5_FILE_DOMAIN_KEYS | POOL_KEYS
     assert values["ROLE"] == "Master" and values["POOL_UUID"] == sp
     assert values["POOL_DOMAINS"] == f"{sd1}:Active"
     assert values["MASTER_VERSION"] == "1" and values["POOL_DESCRIPTION"] == "the pool"
@@ -225,7 +209,7 @@ def test_the_engine_storage_flow(vdsmd, sanlock, shared_tmp_path, local_dir, ext
         version=5,
     )
     values = check_metadata_file(posix_mount / sd2 / "dom_md" / "metadata")
-    assert set(values) == V5_FILE_KEYS and values["TYPE"] == "POSIXFS"
+    assert set(values) == V5_FILE_DOMAIN_KEYS and values["TYPE"] == "POSIXFS"
     assert values["REMOTE_PATH"] == dev
     check_file_domain_layout(posix_mount / sd2, sd2, MiB)
     assert sorted(vdsm.call("Host.getStorageDomains")) == sorted([sd1, sd2])

@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.storage import (
     BLANK,
+    FILE_DOMAIN_KEYS,
+    V5_FILE_DOMAIN_KEYS,
     XLEASES_MAGIC,
     CallFailed,
     Site,
@@ -21,21 +23,6 @@ from tests.support.storage import (
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
-COMMON_KEYS = {
-    "CLASS",
-    "DESCRIPTION",
-    "IOOPTIMEOUTSEC",
-    "LEASERETRIES",
-    "LEASETIMESEC",
-    "LOCKPOLICY",
-    "LOCKRENEWALINTERVALSEC",
-    "POOL_UUID",
-    "REMOTE_PATH",
-    "ROLE",
-    "SDUUID",
-    "TYPE",
-    "VERSION",
-}
 
 
 @pytest.mark.parametrize("version", [3, 4, 5])
@@ -43,17 +30,9 @@ def test_domain_versions_lay_out_as_upstream(vdsmd, sanlock, shared_tmp_path, ve
     site = Site(vdsmd, shared_tmp_path)
     sd, d = new_uuid(), site.local("sd")
     site.connect_dirs(d)
-    site.vdsm.call(
-        "StorageDomain.create",
-        storagedomainID=sd,
-        domainType=4,
-        typeArgs=str(d),
-        name=f"v{version}",
-        domainClass=1,
-        version=version,
-    )
+    site.create_domain(sd, d, version=version)
     values = check_metadata_file(d / sd / "dom_md" / "metadata")
-    expected = COMMON_KEYS | ({"ALIGNMENT", "BLOCK_SIZE"} if version == 5 else set())
+    expected = V5_FILE_DOMAIN_KEYS if version == 5 else FILE_DOMAIN_KEYS
     assert set(values) == expected and values["VERSION"] == str(version)
     md = sorted(p.name for p in (d / sd / "dom_md").iterdir())
     specials = ["ids", "inbox", "leases", "metadata", "outbox"]
@@ -70,24 +49,8 @@ def test_iso_and_backup_domains(vdsmd, sanlock, shared_tmp_path):
     iso, backup = new_uuid(), new_uuid()
     d_iso, d_backup = site.local("iso"), site.local("backup")
     site.connect_dirs(d_iso, d_backup)
-    site.vdsm.call(
-        "StorageDomain.create",
-        storagedomainID=iso,
-        domainType=4,
-        typeArgs=str(d_iso),
-        name="isos",
-        domainClass=2,
-        version=5,
-    )
-    site.vdsm.call(
-        "StorageDomain.create",
-        storagedomainID=backup,
-        domainType=4,
-        typeArgs=str(d_backup),
-        name="export",
-        domainClass=3,
-        version=5,
-    )
+    site.create_domain(iso, d_iso, domain_class=2)
+    site.create_domain(backup, d_backup, domain_class=3)
     assert (d_iso / iso / "images" / "11111111-1111-1111-1111-111111111111").is_dir()
     assert site.vdsm.call("StorageDomain.getInfo", storagedomainID=iso)["class"] == "Iso"
     assert site.vdsm.call("StorageDomain.getInfo", storagedomainID=backup)["class"] == "Backup"
@@ -104,15 +67,7 @@ def test_images_validate_description_format(vdsmd, sanlock, shared_tmp_path):
     site = Site(vdsmd, shared_tmp_path)
     sd, d = new_uuid(), site.local("sd")
     site.connect_dirs(d)
-    site.vdsm.call(
-        "StorageDomain.create",
-        storagedomainID=sd,
-        domainType=4,
-        typeArgs=str(d),
-        name="plain",
-        domainClass=1,
-        version=5,
-    )
+    site.create_domain(sd, d, name="plain")
     assert site.vdsm.call("StorageDomain.getImages", storagedomainID=sd) == []
     image = new_uuid()
     (d / sd / "images" / image).mkdir()

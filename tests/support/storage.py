@@ -56,6 +56,26 @@ class Vdsm:
         self.conn.close()
 
 
+# The keys of a file domain's metadata as upstream writes them, before the pool's.
+FILE_DOMAIN_KEYS = {
+    "CLASS",
+    "DESCRIPTION",
+    "IOOPTIMEOUTSEC",
+    "LEASERETRIES",
+    "LEASETIMESEC",
+    "LOCKPOLICY",
+    "LOCKRENEWALINTERVALSEC",
+    "POOL_UUID",
+    "REMOTE_PATH",
+    "ROLE",
+    "SDUUID",
+    "TYPE",
+    "VERSION",
+}
+V5_FILE_DOMAIN_KEYS = FILE_DOMAIN_KEYS | {"ALIGNMENT", "BLOCK_SIZE"}
+POOL_KEYS = {"MASTER_VERSION", "POOL_DESCRIPTION", "POOL_DOMAINS", "POOL_SPM_ID", "POOL_SPM_LVER"}
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 
@@ -103,15 +123,24 @@ class Site:
         )
         assert all(s["status"] == 0 for s in statuses), statuses
 
-    def create_domain(self, sd: str, path: Path) -> None:
+    def create_domain(
+        self,
+        sd: str,
+        path: Path,
+        *,
+        version: int = 5,
+        domain_class: int = 1,
+        name: str | None = None,
+    ) -> None:
+        """A LOCALFS domain; domain_class 1 data, 2 ISO, 3 backup (export)."""
         self.vdsm.call(
             "StorageDomain.create",
             storagedomainID=sd,
             domainType=4,
             typeArgs=str(path),
-            name=sd[:8],
-            domainClass=1,
-            version=5,
+            name=name if name is not None else sd[:8],
+            domainClass=domain_class,
+            version=version,
         )
 
     def new_domain(self, name: str, path: Path | None = None) -> tuple[str, Path]:

@@ -1,5 +1,5 @@
 """The domain metadata text format, checked against an independent implementation of
-upstream's sealing rule written out here (not the module's own checksum)."""
+upstream's sealing rule in tests/support/storage.py (not the module's own checksum)."""
 
 import hashlib
 import os
@@ -9,49 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.storage import upstream_checksum
+from tests.unit.storage.samples import V5_NFS, V5_NFS_CKSUM
 from vdsm import errors
 from vdsm.storage import metadata
-
-# Contract §4.2: a V5 NFS domain as upstream writes it, and its seal.
-V5_NFS = {
-    "ALIGNMENT": "1048576",
-    "BLOCK_SIZE": "512",
-    "CLASS": "Data",
-    "DESCRIPTION": "nfs-data",
-    "IOOPTIMEOUTSEC": "10",
-    "LEASERETRIES": "3",
-    "LEASETIMESEC": "60",
-    "LOCKPOLICY": "",
-    "LOCKRENEWALINTERVALSEC": "5",
-    "POOL_UUID": "",
-    "REMOTE_PATH": "nfs.example.com:/export/data",
-    "ROLE": "Regular",
-    "SDUUID": "8f7a4c1e-2b3d-4e5f-9a0b-1c2d3e4f5a6b",
-    "TYPE": "NFS",
-    "VERSION": "5",
-}
-V5_NFS_CKSUM = "70d6a7349e428395162b02468816818729f93dfb"
-
-
-def independent_seal(values):
-    """Upstream's rule, spelled out: SHA-1 over the sorted KEY=VALUE strings, no
-    separator, non-ASCII characters as decimal XML character references."""
-    digest = hashlib.sha1()
-    for key in sorted(values):
-        line = f"{key}={values[key]}"
-        ascii_line = "".join(c if ord(c) < 128 else f"&#{ord(c)};" for c in line)
-        digest.update(ascii_line.encode("ascii"))
-    return digest.hexdigest()
 
 
 def upstream_file(values, cksum=None):
     lines = [f"{k}={values[k]}" for k in sorted(values)]
-    lines.append(f"_SHA_CKSUM={cksum or independent_seal(values)}")
+    lines.append(f"_SHA_CKSUM={cksum or upstream_checksum(values)}")
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
 def test_independent_seal_matches_the_contract_vector():
-    assert independent_seal(V5_NFS) == V5_NFS_CKSUM
+    assert upstream_checksum(V5_NFS) == V5_NFS_CKSUM
 
 
 def test_serialize_is_byte_for_byte_upstreams_file():
@@ -82,7 +53,7 @@ def test_unicode_description_is_utf8_on_disk_and_sealed_with_char_refs():
     values = dict(V5_NFS, DESCRIPTION="Données ✓ 😀")
     data = metadata.serialize(values)
     assert "DESCRIPTION=Données ✓ 😀\n".encode() in data
-    seal = independent_seal(values)
+    seal = upstream_checksum(values)
     assert data.endswith(f"_SHA_CKSUM={seal}\n".encode())
     # The reference form is what is hashed: é is 233, ✓ 10003, 😀 128512.
     digest = hashlib.sha1()
@@ -119,7 +90,7 @@ def test_a_wrong_seal_value_is_752():
 
 def test_reader_tolerates_blank_lines_junk_and_keeps_values_verbatim():
     values = {"A": " spaced value ", "B": "x=y=z"}
-    seal = independent_seal(values)
+    seal = upstream_checksum(values)
     data = f"\n  A= spaced value \ngarbage line\n\nB=x=y=z\n_SHA_CKSUM={seal}\n".encode()
     assert metadata.parse(data) == values
 
@@ -190,7 +161,7 @@ def test_read_file_larger_than_one_direct_chunk(tmp_path):
 def test_vg_tags_escape_and_round_trip():
     values = {"DESCRIPTION": "my dom&in é", "SDUUID": "a-b", "VERSION": "5"}
     tags = metadata.to_vg_tags(values)
-    seal = independent_seal(values)
+    seal = upstream_checksum(values)
     assert tags == [
         "MDT_DESCRIPTION=my&32&dom&38&in&32&&233&",
         "MDT_SDUUID=a-b",
@@ -225,5 +196,5 @@ _key = _text.filter(lambda k: k and k == k.strip() and "=" not in k and k != "_S
 def test_round_trip_property(values):
     data = metadata.serialize(values)
     assert metadata.parse(data) == values
-    assert data.endswith(f"_SHA_CKSUM={independent_seal(values)}\n".encode())
+    assert data.endswith(f"_SHA_CKSUM={upstream_checksum(values)}\n".encode())
     assert metadata.from_vg_tags(metadata.to_vg_tags(values)) == values

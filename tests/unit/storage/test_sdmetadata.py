@@ -1,41 +1,12 @@
-import hashlib
-
 import pytest
 
+from tests.support.storage import upstream_checksum
+from tests.unit.storage.samples import V5_NFS, V5_NFS_CKSUM
 from vdsm import errors
 from vdsm.storage import constants as sc
 from vdsm.storage import metadata
 from vdsm.storage import sdmetadata as sdm
 from vdsm.storage.sdmetadata import DomainMetadata
-
-# Contract §4.2: the V5 NFS example and its seal.
-V5_NFS = {
-    "ALIGNMENT": "1048576",
-    "BLOCK_SIZE": "512",
-    "CLASS": "Data",
-    "DESCRIPTION": "nfs-data",
-    "IOOPTIMEOUTSEC": "10",
-    "LEASERETRIES": "3",
-    "LEASETIMESEC": "60",
-    "LOCKPOLICY": "",
-    "LOCKRENEWALINTERVALSEC": "5",
-    "POOL_UUID": "",
-    "REMOTE_PATH": "nfs.example.com:/export/data",
-    "ROLE": "Regular",
-    "SDUUID": "8f7a4c1e-2b3d-4e5f-9a0b-1c2d3e4f5a6b",
-    "TYPE": "NFS",
-    "VERSION": "5",
-}
-V5_NFS_CKSUM = "70d6a7349e428395162b02468816818729f93dfb"
-
-
-def independent_seal(values):
-    digest = hashlib.sha1()
-    for key in sorted(values):
-        line = "".join(c if ord(c) < 128 else f"&#{ord(c)};" for c in f"{key}={values[key]}")
-        digest.update(line.encode("ascii"))
-    return digest.hexdigest()
-
 
 SD = "8f7a4c1e-2b3d-4e5f-9a0b-1c2d3e4f5a6b"
 SD2 = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
@@ -52,7 +23,7 @@ def v5_nfs():
 def test_new_v5_nfs_domain_is_the_contract_example():
     values = v5_nfs()
     assert values == V5_NFS
-    assert independent_seal(values) == V5_NFS_CKSUM
+    assert upstream_checksum(values) == V5_NFS_CKSUM
     assert metadata.checksum(values) == V5_NFS_CKSUM
 
 
@@ -225,7 +196,7 @@ def test_pool_create_writes_upstreams_master_keys():
     assert view.pool_domains == {SD: "Active"}
     assert (view.pool_spm_id, view.pool_spm_lver) == (-1, -1)
     data = metadata.serialize(master)
-    assert data.endswith(f"_SHA_CKSUM={independent_seal(master)}\n".encode())
+    assert data.endswith(f"_SHA_CKSUM={upstream_checksum(master)}\n".encode())
 
 
 def test_zero_lease_params_fall_back_to_defaults_with_lockpolicy_on():
