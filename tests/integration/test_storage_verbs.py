@@ -111,15 +111,7 @@ def test_pool_connected_with_the_engines_domain_dict(vdsmd, sanlock, shared_tmp_
     site.create_domain(master, d_master)
     site.create_domain(other, d_other)
     site.create_pool(master)
-    site.vdsm.call(
-        "StoragePool.connect",
-        storagepoolID=site.sp,
-        hostID=2,
-        scsiKey="",
-        masterSdUUID=master,
-        masterVersion=1,
-        domainDict={master: "active"},
-    )
+    site.connect_pool(master, host_id=2, domain_dict={master: "active"})
     site.start_spm()
     before = check_metadata_file(d_master / master / "dom_md" / "metadata")["POOL_DOMAINS"]
     site.vdsm.call("StorageDomain.attach", storagedomainID=other, storagepoolID=site.sp)
@@ -130,15 +122,7 @@ def test_pool_connected_with_the_engines_domain_dict(vdsmd, sanlock, shared_tmp_
     assert check_metadata_file(d_master / master / "dom_md" / "metadata")["POOL_DOMAINS"] == before
     assert check_metadata_file(d_other / other / "dom_md" / "metadata")["POOL_UUID"] == site.sp
     # A newer map from the engine, as on a reconnect, and a refresh.
-    site.vdsm.call(
-        "StoragePool.connect",
-        storagepoolID=site.sp,
-        hostID=2,
-        scsiKey="",
-        masterSdUUID=master,
-        masterVersion=1,
-        domainDict={master: "active", other: "attached"},
-    )
+    site.connect_pool(master, host_id=2, domain_dict={master: "active", other: "attached"})
     info = site.vdsm.call("StoragePool.getInfo", storagepoolID=site.sp)
     assert info["info"]["domains"] == f"{master}:Active,{other}:Attached"
     site.vdsm.call(

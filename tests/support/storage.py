@@ -170,14 +170,22 @@ class Site:
             leaseRetries=3,
         )
 
-    def connect_pool(self, master: str) -> None:
+    def connect_pool(
+        self, master: str, *, host_id: int = 1, domain_dict: dict[str, str] | None = None
+    ) -> None:
+        """StoragePool.connect; with domain_dict the pool's domains come from the engine
+        ({sd: "active"|"attached"}), without it from the master's metadata."""
+        params: dict[str, Any] = {}
+        if domain_dict is not None:
+            params["domainDict"] = domain_dict
         self.vdsm.call(
             "StoragePool.connect",
             storagepoolID=self.sp,
-            hostID=1,
+            hostID=host_id,
             scsiKey="",
             masterSdUUID=master,
             masterVersion=1,
+            **params,
         )
 
     def start_spm(self) -> dict:
