@@ -86,16 +86,8 @@ def test_kill_during_a_persisted_spm_task_is_rolled_back_by_the_next_spm(
     vdsmd, sanlock, shared_tmp_path, freezable_mount
 ):
     site = Site(vdsmd, shared_tmp_path)
-    master, other = new_uuid(), new_uuid()
-    d_master = site.local("master")
     fm = freezable_mount(mountpoint=site.local("frozen"))
-    site.connect_dirs(d_master, fm.path)
-    site.create_domain(master, d_master)
-    site.create_domain(other, fm.path)
-    site.create_pool(master)
-    site.connect_pool(master)
-    site.start_spm()
-    site.vdsm.call("StorageDomain.attach", storagedomainID=other, storagepoolID=site.sp)
+    master, other, d_master = site.spm_with_second_domain(fm.path)
     site.vdsm.call("StorageDomain.activate", storagedomainID=other, storagepoolID=site.sp)
 
     lease = {"sd_id": other, "lease_id": new_uuid()}

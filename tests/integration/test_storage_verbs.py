@@ -149,16 +149,8 @@ def test_a_task_stopped_while_its_storage_hangs_is_rolled_back(
     vdsmd, sanlock, shared_tmp_path, freezable_mount
 ):
     site = Site(vdsmd, shared_tmp_path, process_pool_timeout="30")
-    master, other = new_uuid(), new_uuid()
-    d_master = site.local("master")
     fm = freezable_mount(mountpoint=site.local("frozen"))
-    site.connect_dirs(d_master, fm.path)
-    site.create_domain(master, d_master)
-    site.create_domain(other, fm.path)
-    site.create_pool(master)
-    site.connect_pool(master)
-    site.start_spm()
-    site.vdsm.call("StorageDomain.attach", storagedomainID=other, storagepoolID=site.sp)
+    master, other, d_master = site.spm_with_second_domain(fm.path)
     lease = {"sd_id": other, "lease_id": new_uuid()}
     fm.freeze()
     task = site.vdsm.call("Lease.create", lease=lease)

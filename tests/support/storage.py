@@ -203,6 +203,19 @@ class Site:
         assert spm["spmStatus"] == "SPM"
         return spm
 
+    def spm_with_second_domain(self, second: Path) -> tuple[str, str, Path]:
+        """This host SPM of a pool on a new master domain, a domain on `second` attached
+        to it; (master uuid, second uuid, master dir)."""
+        master, other = new_uuid(), new_uuid()
+        d_master = self.local("master")
+        self.connect_dirs(d_master, second)
+        self.create_domain(master, d_master)
+        self.create_domain(other, second)
+        self.new_pool(master)
+        self.start_spm()
+        self.vdsm.call("StorageDomain.attach", storagedomainID=other, storagepoolID=self.sp)
+        return master, other, d_master
+
     def restart(self) -> None:
         from tests.integration.conftest import wait_until_ready
 

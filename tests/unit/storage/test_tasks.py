@@ -48,6 +48,16 @@ async def two_steps(task, then=None):
     return {"uuid": "vol1"}
 
 
+def blocked_task(manager, name):
+    """A task whose job waits until the returned event is set."""
+    release = asyncio.Event()
+
+    async def job(task):
+        await release.wait()
+
+    return manager.create(name, job), release
+
+
 async def wait_state(task, state, timeout=5):
     deadline = time.monotonic() + timeout
     while task.state != state:
@@ -98,12 +108,7 @@ def test_a_job_runs_to_finished_success_with_the_wire_shapes():
 def test_running_is_reported_as_running():
     async def main():
         manager = TaskManager()
-        release = asyncio.Event()
-
-        async def job(task):
-            await release.wait()
-
-        task = manager.create("spmStart", job)
+        task, release = blocked_task(manager, "spmStart")
         await wait_state(task, State.running)
         assert task.status()["taskState"] == "running" and task.status()["taskResult"] == ""
         assert task.message == "running job 1 of 1"
@@ -263,12 +268,7 @@ def test_a_job_that_swallows_the_cancel_is_still_aborted():
 def test_clear_and_unknown_ids():
     async def main():
         manager = TaskManager()
-        release = asyncio.Event()
-
-        async def job(task):
-            await release.wait()
-
-        task = manager.create("x", job)
+        task, release = blocked_task(manager, "x")
         with pytest.raises(errors.TaskNotFinished) as info:
             await manager.clear(task.id)
         assert info.value.code == 403
@@ -308,12 +308,7 @@ def test_revert_rolls_back_a_finished_task():
 def test_revert_of_a_running_task_is_403():
     async def main():
         manager = TaskManager()
-        release = asyncio.Event()
-
-        async def job(task):
-            await release.wait()
-
-        task = manager.create("x", job)
+        task, release = blocked_task(manager, "x")
         with pytest.raises(errors.TaskNotFinished):
             await manager.revert(task.id)
         release.set()
