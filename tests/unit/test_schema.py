@@ -141,6 +141,19 @@ def test_broken_schemas_are_refused():
         schema.parse({"verbs": {"A.b": {"params": [{"name": "x", "type": "int"}] * 2}}})
 
 
+def test_area_files_merge_and_may_not_redefine(tmp_path):
+    main = tmp_path / "vdsm-api.yml"
+    area = tmp_path / "vdsm-api-virt.yml"
+    main.write_text("types:\n  Id: {kind: uuid}\nverbs:\n  A.b: {params: [{name: x, type: Id}]}\n")
+    area.write_text("verbs:\n  B.c: {params: [{name: y, type: Id}]}\n")
+    merged = schema.load(main, area)
+    assert set(merged.verbs) == {"A.b", "B.c"}
+    clash = tmp_path / "vdsm-api-clash.yml"
+    clash.write_text("verbs:\n  A.b: {}\n")
+    with pytest.raises(schema.SchemaError, match=r"'A\.b' is defined twice"):
+        schema.load(main, clash)
+
+
 def test_shipped_schema_loads_and_describes_every_verb():
     loaded = schema.load()
     assert "Host.getCapabilities" in loaded.verbs

@@ -1,6 +1,7 @@
 """The machine-readable schema of the verbs this daemon implements.
 
-`vdsm-api.yml` (next to this module) lists every verb with its params and their *wire*
+`vdsm-api.yml` (next to this module) and its companions `vdsm-api-<area>.yml` (one
+per area: storage images, virt, network...) list every verb with its params and their *wire*
 types, which are what the engine really sends (contract §2: int storage enums, byte
 sizes as decimal strings...), not always what upstream's schema says.  The daemon
 validates and coerces params with it before a verb runs; vdsm-client builds its help
@@ -36,6 +37,12 @@ import yaml
 from vdsm.errors import InvalidParams
 
 SCHEMA_FILE = Path(__file__).with_name("vdsm-api.yml")
+
+
+def schema_files() -> list[Path]:
+    """The main schema file first, then the per-area companions in name order."""
+    return [SCHEMA_FILE, *sorted(SCHEMA_FILE.parent.glob("vdsm-api-*.yml"))]
+
 
 _NO_DEFAULT = object()
 _UUID_RE = re.compile(
@@ -407,8 +414,24 @@ def parse(document: Mapping[str, Any]) -> Schema:
     return Schema(types=types, verbs=verbs)
 
 
+def merge(documents: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """One document from several; a type or verb defined twice is an error, since the
+    files are split by area and must not silently override each other."""
+    merged: dict[str, dict[str, Any]] = {"types": {}, "verbs": {}}
+    for document in documents:
+        for section in ("types", "verbs"):
+            for name, spec in (document.get(section) or {}).items():
+                if name in merged[section]:
+                    raise SchemaError(f"{section[:-1]} {name!r} is defined twice")
+                merged[section][name] = spec
+    return merged
+
+
 @cache
-def load(path: Path = SCHEMA_FILE) -> Schema:
+def load(*paths: Path) -> Schema:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(path, encoding="utf-8") as f:
-        return parse(yaml.load(f, Loader=loader))
+    documents = []
+    for path in paths or schema_files():
+        with open(path, encoding="utf-8") as f:
+            documents.append(yaml.load(f, Loader=loader) or {})
+    return parse(merge(documents))
