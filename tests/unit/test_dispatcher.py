@@ -237,3 +237,24 @@ def test_registry_refuses_missing_or_mismatched_implementations():
     text = str(info.value)
     assert "Test.crash: no async implementation" in text
     assert "Test.echo: implementation takes ['message'], schema says ['text']" in text
+
+
+def test_a_namespace_may_be_split_across_objects_but_a_verb_bound_once():
+    echo = {"params": [{"name": "text", "type": "string"}]}
+    doc = {"verbs": {"Test.ping": {}, "Test.echo": echo}}
+
+    class Pinger:
+        NAMESPACE = "Test"
+
+        async def ping(self) -> None: ...
+
+    class Echoer:
+        NAMESPACE = "Test"
+
+        async def echo(self, text: str) -> str:
+            return text
+
+    table = registry.build(schema.parse(doc), [Pinger(), Echoer()])
+    assert set(table) == {"Test.ping", "Test.echo"}
+    with pytest.raises(registry.RegistryError, match=r"Test\.ping: implemented 2 times"):
+        registry.build(schema.parse(doc), [Pinger(), Echoer(), Pinger()])

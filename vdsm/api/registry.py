@@ -2,7 +2,9 @@
 
 An API object declares `NAMESPACE` and has one async method per verb, named like the
 verb and taking the verb's params by their wire names: `Host.getCapabilities` is
-`HostAPI.getCapabilities` in vdsm/api/host.py.  Building the table fails when a schema
+`HostAPI.getCapabilities` in vdsm/api/host.py.  A namespace may be served by several
+objects, one per area (the Host network verbs live in vdsm/api/network.py); a verb
+implemented by two of them is an error.  Building the table fails when a schema
 verb has no implementation or an implementation's signature does not match the schema,
 so the two can never drift apart unnoticed.
 """
@@ -28,15 +30,25 @@ class RegistryError(Exception):
 
 
 def build(schema: Schema, apis: Iterable[Any]) -> dict[str, Binding]:
-    by_namespace = {api.NAMESPACE: api for api in apis}
+    by_namespace: dict[str, list[Any]] = {}
+    for api in apis:
+        by_namespace.setdefault(api.NAMESPACE, []).append(api)
     table: dict[str, Binding] = {}
     problems: list[str] = []
     for name, verb in schema.verbs.items():
-        api = by_namespace.get(verb.namespace)
-        impl = getattr(api, verb.method, None) if api is not None else None
-        if impl is None or not inspect.iscoroutinefunction(impl):
-            problems.append(f"{name}: no async implementation")
+        impls = [
+            impl
+            for api in by_namespace.get(verb.namespace, ())
+            if inspect.iscoroutinefunction(impl := getattr(api, verb.method, None))
+        ]
+        if len(impls) != 1:
+            problems.append(
+                f"{name}: no async implementation"
+                if not impls
+                else f"{name}: implemented {len(impls)} times"
+            )
             continue
+        impl = impls[0]
         expected = [p.name for p in verb.params]
         actual = [
             p.name
