@@ -61,10 +61,13 @@ class Daemon:
         # imports, and `vdsmd --help` stays instant.
         from vdsm.api import registry, schema
         from vdsm.api.host import HostAPI
+        from vdsm.api.image import DomainImagesAPI, ImageAPI, PoolImagesAPI
         from vdsm.api.lease import LeaseAPI
+        from vdsm.api.sdm import SdmAPI
         from vdsm.api.storagedomain import StorageDomainAPI
         from vdsm.api.storagepool import StoragePoolAPI
         from vdsm.api.task import TaskAPI
+        from vdsm.api.volume import VolumeAPI
         from vdsm.host.capabilities import HostInfo
         from vdsm.jobs import JobRegistry
         from vdsm.network.connectivity import ConnectivityMonitor
@@ -78,13 +81,16 @@ class Daemon:
         from vdsm.rpc.stomp_server import ServerSettings, StompBroker
         from vdsm.storage.clusterlock import DomainLock
         from vdsm.storage.connections import StorageConnections
+        from vdsm.storage.images import Images, VolumeCopier
         from vdsm.storage.leases import Leases
         from vdsm.storage.monitor import MonitorRegistry
         from vdsm.storage.probe import Prober
         from vdsm.storage.repository import Repository
+        from vdsm.storage.sdm import Sdm
         from vdsm.storage.service import DomainCache, StorageService
         from vdsm.storage.spmwatchdog import LeaseWatchdog
         from vdsm.storage.tasks import RollbackRegistry, TaskManager
+        from vdsm.storage.volumes import Volumes
         from vdsm.system.libvirt import Libvirt
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
@@ -176,14 +182,22 @@ class Daemon:
             join_timeout=180.0,
         )
 
+        jobs = JobRegistry()
+        volumes = Volumes(self.storage)
+        images = Images(volumes, cfg.paths.run_dir / "storage")
         apis = [
             HostAPI(
                 facts=self.host_info,
                 connectivity=connectivity,
                 tasks=self.tasks,
-                jobs=JobRegistry(),
+                jobs=jobs,
                 storage=self.storage,
             ),
+            VolumeAPI(volumes=volumes, copier=VolumeCopier(images)),
+            ImageAPI(images=images),
+            DomainImagesAPI(images=images),
+            PoolImagesAPI(images=images),
+            SdmAPI(sdm=Sdm(volumes, images, jobs, self.bus.publish)),
             StoragePoolAPI(storage=self.storage, connections=connections),
             StorageDomainAPI(storage=self.storage),
             TaskAPI(tasks=self.tasks),

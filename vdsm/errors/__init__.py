@@ -141,6 +141,10 @@ class NoSuchJob(VdsmError, code=66, message="Job Id does not exists", expected=T
     pass
 
 
+class JobExists(VdsmError, code=69, message="Job id already exists", expected=True):
+    pass
+
+
 class UnsupportedOperation(VdsmError, code=75, message="Operation not supported", expected=True):
     pass
 
@@ -187,3 +191,4 @@ class ConfigError(Exception):
 # The families, re-exported so that every error is `vdsm.errors.<Name>`.
 from vdsm.errors.spm import *  # noqa: E402, F403
 from vdsm.errors.storage import *  # noqa: E402, F403
+from vdsm.errors.volume import *  # noqa: E402, F403

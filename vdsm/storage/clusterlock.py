@@ -133,6 +133,17 @@ class DomainLock:
         except (SanlockError, BlockingCallTimeout) as e:
             raise errors.ClusterLockInitError(self.sd_uuid, str(e)) from e
 
+    async def format_volume_lease(self, vol_uuid: str, path: Path, offset: int = 0) -> None:
+        """Write a volume's lease: a resource named after the volume in this domain's
+        lockspace (file domains: `<vol>.lease` at offset 0)."""
+        geometry = {"align": self.alignment, "sector": self.block_size}
+        try:
+            await self._sanlock.write_resource(
+                self.sd_uuid, vol_uuid, [(str(path), offset)], **geometry
+            )
+        except (SanlockError, BlockingCallTimeout) as e:
+            raise errors.ClusterLockInitError(self.sd_uuid, str(e)) from e
+
     # -- host id (lockspace) ------------------------------------------------------------
 
     async def join(self, host_id: int) -> None:

@@ -1,0 +1,556 @@
+"""Volumes of file domains: the Volume.* verbs (contract §2.1, §2.2, §4.3).
+
+Changes are SPM tasks (create, delete, extendSize): each is persisted on the master
+domain and pushes its rollback *before* the step it undoes, so a failure, a Task.stop
+or a daemon killed half-way ends with the volume either complete and LEGAL or gone
+(the next SPM runs the persisted rollback).  Queries (getInfo, getSize, ...) are HSM
+verbs any connected host answers.
+
+Blocking file I/O runs in the domain's bulkhead (vdsm/storage/filevolume.py); qemu-img
+runs as an async subprocess (vdsm/system/qemuimg.py), so neither stalls the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vdsm import errors
+from vdsm.storage import constants as sc
+from vdsm.storage import filevolume as fv
+from vdsm.storage import volmeta
+from vdsm.storage.filedomain import FileDomain
+from vdsm.storage.service import StorageService
+from vdsm.storage.volmeta import VolumeMetadata
+from vdsm.system import qemuimg
+from vdsm.system.blocking import BlockingCallTimeout
+
+log = logging.getLogger("vdsm.storage.volumes")
+
+ROLLBACK_MODULE = "volume"
+QEMU_FORMATS = {"COW": qemuimg.QCOW2, "RAW": qemuimg.RAW}
+ALIGN = 512
+
+
+@dataclass
+class Volume:
+    """One volume, its metadata as last read."""
+
+    domain: FileDomain
+    img: str
+    vol: str
+    md: VolumeMetadata
+
+    @property
+    def image_dir(self) -> Path:
+        return self.domain.images_dir / self.img
+
+    @property
+    def paths(self) -> fv.VolumePaths:
+        return fv.VolumePaths.of(self.image_dir, self.vol)
+
+    @property
+    def qemu_format(self) -> str:
+        return QEMU_FORMATS[self.md.format]
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.md.voltype == "LEAF"
+
+    @property
+    def has_parent(self) -> bool:
+        return self.md.parent != sc.BLANK_UUID
+
+
+def parse_size(value: str | int, what: str = "size") -> int:
+    """Sizes arrive as decimal strings of bytes (the schema refuses ints); they must be
+    positive multiples of 512."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise errors.InvalidParameterException(what, value) from None
+    if size < 1:
+        raise errors.VolumeSizeTooSmall(what, value)
+    if size % ALIGN:
+        raise errors.InvalidParameterException(what, f"{value} is not a multiple of {ALIGN}")
+    return size
+
+
+class Volumes:
+    def __init__(self, storage: StorageService, *, qemu_timeout: float = 60.0) -> None:
+        self.storage = storage
+        self.qemu_timeout = qemu_timeout
+        storage.rollbacks.register(ROLLBACK_MODULE, "remove_halfbaked", self._rollback_create)
+        storage.rollbacks.register(ROLLBACK_MODULE, "set_voltype", self._rollback_voltype)
+        storage.rollbacks.register(ROLLBACK_MODULE, "set_capacity", self._rollback_capacity)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def domain(self, sd_uuid: str) -> FileDomain:
+        domain = await self.storage.domains.produce(sd_uuid)
+        if domain._metadata is None:
+            await domain.refresh()
+        return domain
+
+    async def io(self, domain: FileDomain, fn: Callable[..., Any], *args: Any) -> Any:
+        """A blocking file operation in the domain's bulkhead; storage that does not
+        answer becomes 379 (the domain), not a stuck verb."""
+        try:
+            return await domain.bulkhead.run(fn, *args)
+        except BlockingCallTimeout:
+            raise errors.StorageDomainAccessError(domain.sd_uuid) from None
+
+    async def get(self, sd_uuid: str, img: str, vol: str) -> Volume:
+        domain = await self.domain(sd_uuid)
+        md = await self.io(
+            domain, fv.read_metadata, fv.VolumePaths.of(domain.images_dir / img, vol).meta, vol
+        )
+        if md.image != img:
+            raise errors.VolumeDoesNotExist(vol)
+        return Volume(domain, img, vol, md)
+
+    async def write(self, volume: Volume, md: VolumeMetadata) -> None:
+        await self.io(
+            volume.domain, fv.write_metadata, volume.paths.meta, md, volume.domain.metadata.version
+        )
+        volume.md = md
+
+    async def image(self, domain: FileDomain, img: str) -> dict[str, Volume]:
+        found = await self.io(domain, fv.read_image, domain.images_dir / img)
+        volumes = {}
+        for vol, md in found.items():
+            if isinstance(md, Exception):
+                log.warning("volume %s/%s/%s unreadable: %s", domain.sd_uuid, img, vol, md)
+                continue
+            volumes[vol] = Volume(domain, img, vol, md)
+        return volumes
+
+    async def children(self, volume: Volume) -> list[str]:
+        siblings = await self.image(volume.domain, volume.img)
+        return sorted(v for v, other in siblings.items() if other.md.parent == volume.vol)
+
+    async def chain(self, leaf: Volume) -> list[Volume]:
+        """Base first, `leaf` last; ImageIsNotLegalChain when a parent is missing or
+        the chain loops."""
+        volumes = await self.image(leaf.domain, leaf.img)
+        chain = [leaf]
+        seen = {leaf.vol}
+        current = leaf
+        while current.has_parent:
+            parent = volumes.get(current.md.parent)
+            if parent is None or parent.vol in seen:
+                raise errors.ImageIsNotLegalChain(leaf.img, current.md.parent)
+            seen.add(parent.vol)
+            chain.append(parent)
+            current = parent
+        chain.reverse()
+        return chain
+
+    def ensure_spm(self, sp_uuid: str) -> None:
+        self.storage.get_spm(sp_uuid).ensure_spm()
+
+    def schedule(self, sp_uuid: str, verb: str, job: Any) -> str:
+        """An SPM task persisted on the master domain."""
+        spm = self.storage.get_spm(sp_uuid)
+        spm.ensure_spm()
+        master = spm.pool.master
+        task = self.storage.tasks.create(verb, job, tag="spm", persist_dir=master.tasks_dir)
+        return str(task.id)
+
+    # -- HSM queries -------------------------------------------------------------------
+
+    async def info(self, sd_uuid: str, img: str, vol: str) -> dict[str, Any]:
+        volume = await self.get(sd_uuid, img, vol)
+        info = volume.md.info()
+        info["uuid"] = vol
+        info["allocType"] = volume.md.type
+        try:
+            apparent, true = await self.io(volume.domain, fv.sizes, volume.paths.data)
+            info["apparentsize"], info["truesize"] = str(apparent), str(true)
+            info["status"] = "OK"
+        except (OSError, errors.VdsmError):
+            info["apparentsize"] = info["truesize"] = "0"
+            info["status"] = "INVALID"
+        if volume.md.legality == volmeta.ILLEGAL:
+            info["status"] = volmeta.ILLEGAL
+        info["children"] = []
+        info["lease"] = {
+            "path": str(volume.paths.lease),
+            "offset": 0,
+            "owners": [],
+            "version": None,
+        }
+        return info
+
+    async def size(self, sd_uuid: str, img: str, vol: str) -> dict[str, str]:
+        volume = await self.get(sd_uuid, img, vol)
+        apparent, true = await self.io(volume.domain, fv.sizes, volume.paths.data)
+        return {"apparentsize": str(apparent), "truesize": str(true)}
+
+    async def qemu_info(self, sd_uuid: str, img: str, vol: str) -> dict[str, Any]:
+        volume = await self.get(sd_uuid, img, vol)
+        raw = await self._qemu(
+            qemuimg.info(str(volume.paths.data), fmt=volume.qemu_format, timeout=self.qemu_timeout)
+        )
+        result: dict[str, Any] = {
+            "virtualsize": raw["virtual-size"],
+            "format": raw["format"],
+        }
+        if "cluster-size" in raw:
+            result["clustersize"] = raw["cluster-size"]
+        if "backing-filename" in raw:
+            result["backingfile"] = raw["backing-filename"]
+        specific = raw.get("format-specific", {}).get("data", {})
+        if "compat" in specific:
+            result["compat"] = specific["compat"]
+        if specific.get("bitmaps"):
+            result["bitmaps"] = specific["bitmaps"]
+        return result
+
+    async def measure(
+        self, sd_uuid: str, img: str, vol: str, dst_format: int, backing_chain: bool
+    ) -> dict[str, int]:
+        volume = await self.get(sd_uuid, img, vol)
+        out_fmt = QEMU_FORMATS[volmeta.word(volmeta.FORMATS, dst_format, "dstVolFormat")]
+        raw = await self._qemu(
+            qemuimg.measure(
+                str(volume.paths.data),
+                fmt=volume.qemu_format,
+                out_fmt=out_fmt,
+                backing_chain=backing_chain,
+                timeout=self.qemu_timeout,
+            )
+        )
+        return {"required": int(raw["required"]), "bitmaps": int(raw.get("bitmaps", 0))}
+
+    async def verify_untrusted(self, sd_uuid: str, img: str, vol: str) -> None:
+        """An image uploaded by a user: its format must be what the metadata says and
+        it must not point outside the image (no backing file for a base volume)."""
+        volume = await self.get(sd_uuid, img, vol)
+        # No format given: qemu-img probes it, which is the point of the check.
+        raw = await self._qemu(
+            qemuimg.info(str(volume.paths.data), timeout=self.qemu_timeout, unsafe=True)
+        )
+        if raw["format"] != volume.qemu_format:
+            raise errors.ImageVerificationError(
+                f"format is {raw['format']}, the metadata says {volume.md.format}"
+            )
+        if raw["virtual-size"] > volume.md.capacity:
+            raise errors.ImageVerificationError(
+                f"virtual size {raw['virtual-size']} exceeds capacity {volume.md.capacity}"
+            )
+        backing = raw.get("backing-filename", sc.BLANK_UUID)
+        if backing != volume.md.parent:
+            raise errors.ImageVerificationError(
+                f"backing file {backing!r} is not the parent {volume.md.parent!r}"
+            )
+        if raw["format"] == qemuimg.QCOW2:
+            compat = raw.get("format-specific", {}).get("data", {}).get("compat")
+            allowed = ("0.10", "1.1") if volume.domain.metadata.version >= 4 else ("0.10",)
+            if compat not in allowed:
+                raise errors.ImageVerificationError(f"qcow2 compat {compat!r} not supported")
+
+    async def refresh(self, sd_uuid: str, img: str, vol: str) -> None:
+        # File volumes need no refresh (block domains re-read the LV size).
+        await self.get(sd_uuid, img, vol)
+
+    async def _qemu(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except qemuimg.QemuImgError as e:
+            log.warning("%s", e)
+            raise errors.VolumeAccessError(e.err) from None
+
+    # -- HSM changes (deprecated but still used by the engine) ---------------------------
+
+    async def set_legality(
+        self, sp_uuid: str, sd_uuid: str, img: str, vol: str, legality: str
+    ) -> None:
+        if legality not in (volmeta.LEGAL, volmeta.ILLEGAL):
+            raise errors.InvalidParameterException("legality", legality)
+        volume = await self.get(sd_uuid, img, vol)
+        await self.write(volume, volume.md.replace(legality=legality))
+
+    async def set_description(
+        self, sp_uuid: str, sd_uuid: str, img: str, vol: str, description: str
+    ) -> None:
+        self.ensure_spm(sp_uuid)
+        volume = await self.get(sd_uuid, img, vol)
+        await self.write(volume, volume.md.replace(description=description))
+
+    # -- SPM: create -------------------------------------------------------------------
+
+    def create(
+        self,
+        sp_uuid: str,
+        sd_uuid: str,
+        img: str,
+        vol: str,
+        *,
+        size: str,
+        vol_format: int | str,
+        preallocate: int | str,
+        disk_type: str,
+        description: str,
+        src_img: str,
+        src_vol: str,
+        initial_size: str | None,
+        legal: bool,
+        sequence: int,
+    ) -> str:
+        capacity = parse_size(size)
+        fmt = volmeta.word(volmeta.FORMATS, vol_format, "volFormat")
+        alloc = volmeta.word(volmeta.ALLOCATIONS, preallocate, "preallocate")
+        if str(disk_type) not in volmeta.DISK_TYPES:
+            raise errors.InvalidParameterException("diskType", disk_type)
+        has_parent = bool(src_vol) and src_vol != sc.BLANK_UUID
+        if has_parent and fmt != "COW":
+            raise errors.IncorrectFormat(vol, "a snapshot must be COW")
+        if has_parent and src_img not in (img, sc.BLANK_UUID, ""):
+            raise errors.InvalidParameterException(
+                "srcImgUUID", f"{src_img}: the parent must be in the same image"
+            )
+        if initial_size is not None:
+            # As upstream on file domains: COW and sparse RAW volumes grow by themselves.
+            wanted = parse_size(initial_size, "initialSize")
+            if fmt == "COW" or alloc == "SPARSE" or wanted > capacity:
+                raise errors.InvalidParameterException("initialSize", initial_size)
+        if not 0 <= sequence <= volmeta.MAX_SEQUENCE:
+            raise errors.InvalidParameterException("sequence", sequence)
+
+        async def job(task: Any) -> None:
+            await self._create(
+                task,
+                sd_uuid,
+                img,
+                vol,
+                capacity=capacity,
+                fmt=fmt,
+                alloc=alloc,
+                disk_type=str(disk_type),
+                description=description,
+                parent_vol=src_vol if has_parent else None,
+                legal=legal,
+                sequence=sequence,
+                spm=sp_uuid,
+            )
+
+        return self.schedule(sp_uuid, "createVolume", job)
+
+    async def _create(
+        self,
+        task: Any,
+        sd_uuid: str,
+        img: str,
+        vol: str,
+        *,
+        capacity: int,
+        fmt: str,
+        alloc: str,
+        disk_type: str,
+        description: str,
+        parent_vol: str | None,
+        legal: bool,
+        sequence: int,
+        spm: str,
+    ) -> None:
+        domain = await self.domain(sd_uuid)
+        image_dir = domain.images_dir / img
+        paths = fv.VolumePaths.of(image_dir, vol)
+        parent: Volume | None = None
+        if parent_vol is not None:
+            parent = await self.get(sd_uuid, img, parent_vol)
+            if parent.md.legality == volmeta.ILLEGAL:
+                raise errors.IllegalVolumeSnapshotError(parent_vol)
+            if capacity < parent.md.capacity:
+                raise errors.InvalidParameterException(
+                    "size", f"{capacity} is smaller than the parent's {parent.md.capacity}"
+                )
+        if await self.io(domain, fv.VolumePaths.exists, paths):
+            raise errors.VolumeAlreadyExists(vol)
+        # Everything below is undone by this rollback, pushed (and persisted) first.
+        await task.add_recovery(
+            f"Halfbaked volume rollback {vol}",
+            ROLLBACK_MODULE,
+            "remove_halfbaked",
+            [sd_uuid, img, vol],
+        )
+        self.ensure_spm(spm)
+        await self.io(domain, fv.make_image_dir, image_dir)
+        await self.io(domain, fv.create_data_file, paths.data, vol)
+        try:
+            await self._make_data(domain, paths.data, capacity, fmt, alloc, parent)
+        except OSError as e:
+            raise errors.VolumeCreationError(vol, e.strerror or str(e)) from None
+        except qemuimg.QemuImgError as e:
+            raise errors.VolumeCreationError(vol, e.err) from None
+        await self.io(domain, fv.set_permissions, paths.data)
+        md = VolumeMetadata(
+            domain=sd_uuid,
+            image=img,
+            parent=parent.vol if parent else sc.BLANK_UUID,
+            capacity=capacity,
+            format=fmt,
+            type=alloc,
+            voltype="LEAF",
+            disktype=disk_type,
+            description=description,
+            legality=volmeta.ILLEGAL,
+            sequence=sequence,
+        )
+        self.ensure_spm(spm)
+        await self.io(domain, fv.write_metadata, paths.meta, md, domain.metadata.version)
+        await self.io(domain, fv.create_lease_file, paths.lease)
+        await domain.lock.format_volume_lease(vol, paths.lease)
+        if parent is not None and parent.md.voltype == "LEAF":
+            await task.add_recovery(
+                f"Restore parent type {parent.vol}",
+                ROLLBACK_MODULE,
+                "set_voltype",
+                [sd_uuid, img, parent.vol, "LEAF"],
+            )
+            self.ensure_spm(spm)
+            await self.write(parent, parent.md.replace(voltype="INTERNAL"))
+        if legal:
+            self.ensure_spm(spm)
+            await self.io(
+                domain,
+                fv.write_metadata,
+                paths.meta,
+                md.replace(legality=volmeta.LEGAL),
+                domain.metadata.version,
+            )
+        log.info(
+            "created volume %s/%s/%s (%s %s, %d bytes)", sd_uuid, img, vol, fmt, alloc, capacity
+        )
+
+    async def _make_data(
+        self,
+        domain: FileDomain,
+        path: Path,
+        capacity: int,
+        fmt: str,
+        alloc: str,
+        parent: Volume | None,
+    ) -> None:
+        compat = "1.1" if domain.metadata.version >= 4 else "0.10"
+        if fmt == "RAW":
+            await self.io(domain, fv.truncate, path, capacity)
+            if alloc == "PREALLOCATED":
+                await self.io(domain, fv.preallocate, path, capacity)
+            return
+        await qemuimg.create(
+            str(path),
+            fmt=qemuimg.QCOW2,
+            size=capacity,
+            compat=compat,
+            backing=parent.vol if parent else None,
+            backing_fmt=parent.qemu_format if parent else None,
+            timeout=self.qemu_timeout,
+        )
+        if alloc == "PREALLOCATED":
+            check = await qemuimg.check(str(path), timeout=self.qemu_timeout)
+            offset = -(-int(check.get("image-end-offset", 0)) // 4096) * 4096
+            await self.io(domain, fv.preallocate, path, capacity, offset)
+
+    async def _rollback_create(self, params: list[str]) -> None:
+        sd_uuid, img, vol = params
+        domain = await self.domain(sd_uuid)
+        image_dir = domain.images_dir / img
+        await self.io(domain, fv.remove_volume, fv.VolumePaths.of(image_dir, vol))
+        await self.io(domain, fv.remove_image_dir_if_empty, image_dir)
+        log.info("rolled back the creation of volume %s/%s/%s", sd_uuid, img, vol)
+
+    async def _rollback_voltype(self, params: list[str]) -> None:
+        sd_uuid, img, vol, voltype = params
+        try:
+            volume = await self.get(sd_uuid, img, vol)
+        except errors.VolumeDoesNotExist:
+            return
+        await self.write(volume, volume.md.replace(voltype=voltype))
+
+    async def _rollback_capacity(self, params: list[str]) -> None:
+        sd_uuid, img, vol, capacity = params
+        try:
+            volume = await self.get(sd_uuid, img, vol)
+        except errors.VolumeDoesNotExist:
+            return
+        await self.write(volume, volume.md.replace(capacity=int(capacity)))
+
+    # -- SPM: delete -------------------------------------------------------------------
+
+    def delete(self, sp_uuid: str, sd_uuid: str, img: str, vol: str, force: bool) -> str:
+        self.ensure_spm(sp_uuid)
+
+        async def job(task: Any) -> None:
+            volume = await self.get(sd_uuid, img, vol)
+            await self.delete_volume(volume, force=force, spm=sp_uuid)
+
+        return self.schedule(sp_uuid, "deleteVolume", job)
+
+    async def delete_volume(self, volume: Volume, *, force: bool, spm: str) -> None:
+        """Deletes one volume: refused while it has children (204) and, without force,
+        when it is a template (223).  Its parent becomes the leaf again."""
+        if volume.md.voltype == "SHARED" and not force:
+            raise errors.CannotDeleteSharedVolume(volume.vol)
+        if await self.children(volume):
+            raise errors.VolumeImageHasChildren(volume.vol)
+        self.ensure_spm(spm)
+        # ILLEGAL first: a crash part-way never leaves a LEGAL volume without its data.
+        await self.write(volume, volume.md.replace(legality=volmeta.ILLEGAL))
+        await self.io(volume.domain, fv.remove_volume, volume.paths)
+        if volume.has_parent:
+            try:
+                parent = await self.get(volume.domain.sd_uuid, volume.img, volume.md.parent)
+            except errors.VolumeDoesNotExist:
+                parent = None
+            if parent is not None and not await self.children(parent):
+                await self.write(parent, parent.md.replace(voltype="LEAF"))
+        await self.io(volume.domain, fv.remove_image_dir_if_empty, volume.image_dir)
+        log.info("deleted volume %s/%s/%s", volume.domain.sd_uuid, volume.img, volume.vol)
+
+    # -- SPM: extend -------------------------------------------------------------------
+
+    def extend_size(self, sp_uuid: str, sd_uuid: str, img: str, vol: str, new_size: str) -> str:
+        self.ensure_spm(sp_uuid)
+        capacity = parse_size(new_size, "newSize")
+
+        async def job(task: Any) -> None:
+            volume = await self.get(sd_uuid, img, vol)
+            await self._extend(task, volume, capacity, sp_uuid)
+
+        return self.schedule(sp_uuid, "extendVolumeSize", job)
+
+    async def _extend(self, task: Any, volume: Volume, capacity: int, spm: str) -> None:
+        if capacity < volume.md.capacity:
+            raise errors.VolumeResizeValueError(capacity)
+        if capacity == volume.md.capacity:
+            return
+        await task.add_recovery(
+            f"Restore capacity {volume.vol}",
+            ROLLBACK_MODULE,
+            "set_capacity",
+            [volume.domain.sd_uuid, volume.img, volume.vol, str(volume.md.capacity)],
+        )
+        self.ensure_spm(spm)
+        try:
+            if volume.md.format == "COW":
+                await qemuimg.resize(
+                    str(volume.paths.data), capacity, fmt=qemuimg.QCOW2, timeout=self.qemu_timeout
+                )
+            else:
+                await self.io(volume.domain, fv.truncate, volume.paths.data, capacity)
+                if volume.md.type == "PREALLOCATED":
+                    await self.io(volume.domain, fv.preallocate, volume.paths.data, capacity)
+        except (OSError, qemuimg.QemuImgError) as e:
+            raise errors.VolumeExtendingError(volume.vol, str(e)) from None
+        await self.write(
+            volume,
+            volume.md.replace(
+                capacity=capacity, generation=volmeta.next_generation(volume.md.generation)
+            ),
+        )
+        log.info("extended volume %s/%s to %d bytes", volume.img, volume.vol, capacity)
