@@ -1,13 +1,14 @@
 """vdsm-client: call any verb from the command line (contract §8.1).
 
     vdsm-client [-a HOST] [-p PORT] [--insecure] [--timeout S] [--flow-id ID]
-                [-f FILE|-] NAMESPACE VERB [name=value ...]
+                [--wait [--wait-timeout S]] [-f FILE|-] NAMESPACE VERB [name=value ...]
     vdsm-client [-a HOST] [-p PORT] [--insecure] --events
 
 `name=value` params are sent as strings, as upstream does (the daemon coerces numbers
 and booleans); typed or nested params come from a JSON object in `-f FILE` or `-f -`.
 The result is printed as JSON (indent 4, sorted keys); errors go to stderr with exit 1;
 usage errors exit 2.  Help for namespaces, verbs and params comes from the schema.
+`--wait` follows the storage task or host job the verb started (vdsm/client/follow.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vdsm.api import schema as api_schema
+from vdsm.client import follow
 from vdsm.client.stomp import (
+    EVENTS_QUEUE,
     CallTimeout,
     ClientError,
     ConnectionFailed,
@@ -104,6 +107,22 @@ def build_parser(schema: api_schema.Schema) -> argparse.ArgumentParser:
         action="store_true",
         help="follow the event stream (jms.queue.events) and print one JSON line per event",
     )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow what the verb started to its end: a storage task (a verb answering a "
+        "task id, e.g. StoragePool spmStart) or a host job (a verb taking job_id, e.g. SDM "
+        "copy_data); progress goes to stderr (a bar on a terminal, plain lines otherwise), "
+        "the result is printed once it succeeded; exit 1 if it failed, 130 on Ctrl-C (it "
+        "goes on in the daemon). On other verbs it only prints the result, with a note",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=None,
+        metavar="SEC",
+        help="with --wait: give up waiting after SEC seconds, exit 1 (default: no limit)",
+    )
     namespaces = parser.add_subparsers(title="namespaces", dest="namespace", metavar="NAMESPACE")
     for ns, verbs in sorted(schema.namespaces().items()):
         ns_parser = namespaces.add_parser(ns, help=f"{ns} verbs", description=f"{ns} verbs")
@@ -169,6 +188,45 @@ async def _call(args: argparse.Namespace, method: str, params: dict[str, Any]) -
         await client.close()
 
 
+class _Waiting:
+    """What a --wait call is following, known to main() when Ctrl-C stops it."""
+
+    target: follow.Target | None = None
+
+
+async def _call_and_wait(
+    args: argparse.Namespace,
+    verb: api_schema.Verb,
+    params: dict[str, Any],
+    waiting: _Waiting,
+) -> tuple[Any, follow.Outcome | None]:
+    client = await _connect(args)
+    try:
+        job_id = follow.job_id_param([p.name for p in verb.params], params)
+        # Subscribed before the call: a short job may be over before the answer comes.
+        events = await client.subscribe(EVENTS_QUEUE) if job_id else None
+        result = await client.call(verb.name, params, timeout=args.timeout, flow_id=args.flow_id)
+        if job_id:
+            waiting.target = follow.Target("job", job_id)
+        else:
+            task_id = await follow.find_task(client, verb.returns, result, args.timeout)
+            if task_id is None:
+                print(f"vdsm-client: --wait: {verb.name} started no task or job", file=sys.stderr)
+                return result, None
+            waiting.target = follow.Target("task", task_id)
+        outcome = await follow.wait(
+            client,
+            waiting.target,
+            follow.Reporter(sys.stderr),
+            events=events,
+            call_timeout=args.timeout,
+            wait_timeout=args.wait_timeout,
+        )
+        return result, outcome
+    finally:
+        await client.close()
+
+
 async def _follow_events(args: argparse.Namespace) -> None:
     client = await _connect(args)
     try:
@@ -197,19 +255,36 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.namespace or not getattr(args, "verb", None):
         parser.error("a namespace and a verb are required (see -h)")
+    if args.wait_timeout is not None and not args.wait:
+        parser.error("--wait-timeout needs --wait")
     try:
         params = _params(args)
     except UsageError as e:
         parser.error(str(e))
     method = f"{args.namespace}.{args.verb}"
+    outcome: follow.Outcome | None = None
+    waiting = _Waiting()
     try:
-        result = asyncio.run(_call(args, method, params))
+        if args.wait:
+            result, outcome = asyncio.run(
+                _call_and_wait(args, schema.verbs[method], params, waiting)
+            )
+        else:
+            result = asyncio.run(_call(args, method, params))
+    except KeyboardInterrupt:
+        if not args.wait:
+            raise
+        what = f"{waiting.target.kind} {waiting.target.id}" if waiting.target else method
+        print(f"vdsm-client: stopped waiting for {what}; it goes on", file=sys.stderr)
+        return follow.EXIT_INTERRUPTED
     except ConnectionFailed as e:
         _fail(f"{connection} failed: {e}")
     except CallTimeout:
         _fail(f"Request {method} with args {params} timed out after {args.timeout:g} seconds")
     except ServerError as e:
         _fail(f"Command {method} with args {params} failed:\n{e}")
+    if outcome is not None and not outcome.ok:
+        _fail(outcome.message)
     try:
         print(json.dumps(result, indent=4, sort_keys=True), flush=True)
     except BrokenPipeError:
