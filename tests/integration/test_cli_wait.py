@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.storage import BLANK, Site, new_uuid
-from vdsm.api import schema
 from vdsm.client import follow
 from vdsm.client.follow import Outcome, Reporter
 from vdsm.client.stomp import EVENTS_QUEUE, StompClient
@@ -230,12 +229,8 @@ def test_wait_on_a_verb_that_starts_nothing(vdsmd):
 
 # -- host jobs ---------------------------------------------------------------------------
 
-HAS_SDM_COPY = {"SDM.copy_data", "Volume.create"} <= set(schema.load().verbs)
-
-
 def test_a_job_the_host_does_not_know_is_not_waited_for(vdsmd):
-    # Until a verb runs host jobs on main, this is the job path against the real daemon:
-    # the events subscription and the Host.getJobs polling, which never lists the id.
+    # The events subscription and the Host.getJobs polling, which never lists the id.
     daemon = vdsmd()
     job = new_uuid()
 
@@ -281,7 +276,6 @@ def div(sd: str, img: str, vol: str) -> dict[str, str]:
     return {"endpoint_type": "div", "sd_id": sd, "img_id": img, "vol_id": vol}
 
 
-@pytest.mark.skipif(not HAS_SDM_COPY, reason="SDM.copy_data not built yet")
 def test_wait_follows_a_copy_data_job(vdsmd, sanlock, shared_tmp_path):
     site, master, d = pool_site(vdsmd, shared_tmp_path)
     site.start_spm()
@@ -328,7 +322,6 @@ def test_wait_follows_a_copy_data_job(vdsmd, sanlock, shared_tmp_path):
     site.teardown()
 
 
-@pytest.mark.skipif(not HAS_SDM_COPY, reason="SDM.copy_data not built yet")
 def test_wait_on_a_failing_job_exits_1_with_its_code(vdsmd, sanlock, shared_tmp_path):
     # A copy to a destination smaller than the source fails with 79 (contract: "a copy
     # to a too-small destination (79)").
