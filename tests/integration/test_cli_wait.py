@@ -229,6 +229,7 @@ def test_wait_on_a_verb_that_starts_nothing(vdsmd):
 
 # -- host jobs ---------------------------------------------------------------------------
 
+
 def test_a_job_the_host_does_not_know_is_not_waited_for(vdsmd):
     # The events subscription and the Host.getJobs polling, which never lists the id.
     daemon = vdsmd()

@@ -4,6 +4,7 @@ its own output, errors with their stderr, and a cancelled convert leaves no proc
 import asyncio
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -84,7 +85,7 @@ def test_cancelled_convert_kills_qemu_img(tmp_path):
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
             assert str(dst).encode() not in cmdline

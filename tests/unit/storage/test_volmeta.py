@@ -64,10 +64,10 @@ def test_v4_writes_size_in_blocks_and_mtime_instead_of_cap_and_seq():
 
 def test_reading_old_metadata_fills_defaults():
     old = (
-        "CTIME=1\nDESCRIPTION=\nDISKTYPE=2\nDOMAIN=d\nFORMAT=RAW\nIMAGE=i\nLEGALITY=LEGAL\n"
-        "MTIME=0\nPOOL_UUID=\nPUUID=p\nSIZE=20\nTYPE=PREALLOCATED\nVOLTYPE=LEAF\nEOF\n"
-        "garbage after EOF=1\n"
-    ).encode() + b"\0" * 100
+        b"CTIME=1\nDESCRIPTION=\nDISKTYPE=2\nDOMAIN=d\nFORMAT=RAW\nIMAGE=i\nLEGALITY=LEGAL\n"
+        b"MTIME=0\nPOOL_UUID=\nPUUID=p\nSIZE=20\nTYPE=PREALLOCATED\nVOLTYPE=LEAF\nEOF\n"
+        b"garbage after EOF=1\n"
+    ) + b"\0" * 100
     md = volmeta.parse(old)
     assert md.capacity == 20 * 512 and md.generation == 0 and md.sequence == 0
     assert md.disktype == "2" and md.format == "RAW"
