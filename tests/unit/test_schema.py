@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from vdsm import errors
 from vdsm.api import schema
 from vdsm.errors import InvalidParams
 
@@ -95,8 +96,6 @@ def test_numbers_become_strings_where_strings_are_wanted(verb):
         ({"s": "x", "m": {U1: "blue"}}, f"m[{U1!r}]"),
         ({"s": "x", "conns": [{"port": 1}]}, "conns[0].id"),
         ({"s": "x", "conns": [{"id": U1, "port": "x"}]}, "conns[0].port"),
-        ({"s": "x", "size": 1024}, "size"),
-        ({"s": "x", "size": "-5"}, "size"),
     ],
 )
 def test_bad_params_name_the_param(verb, params, param):
@@ -104,6 +103,14 @@ def test_bad_params_name_the_param(verb, params, param):
         verb.bind(params)
     assert info.value.code == -32602
     assert info.value.context["param"] == param
+
+
+@pytest.mark.parametrize("size", [1024, "-5", "1k", "12.5"])
+def test_sizes_that_are_not_decimal_strings_answer_upstreams_1000(verb, size):
+    with pytest.raises(errors.InvalidParameterException) as info:
+        verb.bind({"s": "x", "size": size})
+    assert info.value.code == 1000
+    assert "size" in str(info.value)
 
 
 def test_objects_get_property_defaults_and_keep_extra_keys(verb):

@@ -16,7 +16,8 @@ Type expressions in the YAML:
 
 Named type kinds: `uuid`, `enum` (values: a list of strings, or a mapping of wire ints
 to names), `object` (properties: list of params), `alias` (of: a type expression),
-`size` (a non-negative decimal string of bytes; ints are refused as upstream does).
+`size` (a non-negative decimal string of bytes; anything else, ints included, is
+refused with upstream's storage code 1000).
 
 Coercion is deliberately narrow: vdsm-client sends every `name=value` as a string, so
 numeric and boolean strings become numbers and booleans; nothing else is guessed.
@@ -34,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from vdsm.errors import InvalidParams
+from vdsm.errors import InvalidParameterException, InvalidParams
 
 SCHEMA_FILE = Path(__file__).with_name("vdsm-api.yml")
 
@@ -132,7 +133,9 @@ def _uuid(value: Any, path: str) -> str:
 def _size(value: Any, path: str) -> str:
     if isinstance(value, str) and value.isdigit():
         return value
-    raise _bad(path, "a size in bytes as a decimal string", value)
+    # Upstream's storage code refuses anything but a decimal string with 1000 (an int
+    # included), not with a JSON-RPC params error.
+    raise InvalidParameterException(path, f"{value!r} is not a size in bytes as a decimal string")
 
 
 _PRIMITIVES: dict[str, Coercer] = {

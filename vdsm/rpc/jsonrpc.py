@@ -157,7 +157,7 @@ class Dispatcher:
             return self._finish(verb.name, started, errors.RecoveryInProgress())
         try:
             args, unknown = verb.bind(params)
-        except errors.InvalidParams as e:
+        except (errors.InvalidParams, errors.InvalidParameterException) as e:
             log.info("%s from %s: %s", verb.name, meta.peer, e)
             return self._finish(verb.name, started, e)
         for name in unknown:

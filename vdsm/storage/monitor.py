@@ -211,10 +211,15 @@ class DomainMonitor:
 
     async def _release_host_id(self) -> None:
         domain = self._domain
-        if domain is None or self.host_id is None or not self._holds_host_id:
+        if domain is None or self.host_id is None:
             return
         try:
             async with asyncio.timeout(HOST_ID_RELEASE_TIMEOUT):
+                # Never confirmed by a check (sanlock was busy with the lockspace, e.g.
+                # renewing it after storage hung), it may still be held: a previous
+                # daemon's join is ours too.
+                if not self._holds_host_id and await domain.lock.joined(self.host_id) is False:
+                    return
                 # unused: sanlock refuses while a process (a VM) holds a lease in the
                 # lockspace, instead of killing it.
                 await domain.lock.leave(self.host_id, unused=True)

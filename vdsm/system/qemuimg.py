@@ -1,10 +1,10 @@
 """qemu-img as an async subprocess: the only module that runs it.
 
 Every call has a timeout; long operations (convert, commit) have none by default but
-can be cancelled: cancelling the awaiting task kills qemu-img's process group, waits
-for it, and re-raises CancelledError, so the caller's clean-up runs on a dead writer.
-Progress comes from qemu-img's own `-p` output ("    (42.00/100%)\\r"), parsed as it
-arrives and handed to a callback.
+can be cancelled: cancelling the awaiting task kills qemu-img, waits for it, and
+re-raises CancelledError, so the caller's clean-up runs on a dead writer.  Progress
+comes from qemu-img's own `-p` output ("    (42.00/100%)\\r"), parsed as it arrives
+and handed to a callback.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
-import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,7 +60,7 @@ async def _run(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # its own group: a kill reaches its helpers too
+        # Same process group as the daemon: a panic (killpg) stops a copy in flight too.
     )
     assert proc.stdout is not None and proc.stderr is not None
     stdout, stderr = proc.stdout, proc.stderr
@@ -104,7 +102,7 @@ async def _run(
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(proc.wait(), 10)
 
