@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import images as bench_images
 from bench import load
 from bench import storage as bench_storage
 from vdsm.client.stomp import StompClient
@@ -191,6 +192,7 @@ def main() -> int:
         with baseline() as base_port:
             base = measure(base_port, count, seconds)
     storage = bench_storage.run(vdsmd, args.quick)
+    images = bench_images.run(vdsmd, args.quick)
 
     ready = statistics.median(ready_times)
     rows = [
@@ -244,6 +246,39 @@ def main() -> int:
                 "getStorageRepoStats (20 domains) p99 <= 5 ms",
                 storage["repo_p99_ms"] <= 5.0,
                 f"{storage['repo_p99_ms']:.2f} ms",
+            ),
+        ]
+    print()
+    print("Images (file domain on the local disk, real sanlock and qemu-img)")
+    if isinstance(images, str):
+        print(f"  {images}")
+    else:
+        speed = images["bare_copy_s"] / images["copy_s"]
+        create_ratio = images["create_ms"] / images["bare_create_ms"]
+        print(
+            f"  SDM.copy_data, 2 GiB raw with 1 GiB of data: {images['copy_s']:.2f} s; "
+            f"qemu-img convert: {images['bare_copy_s']:.2f} s; speed {speed:.2f}x"
+        )
+        print(
+            f"  Volume.getInfo: p50 {images['info_p50_ms']:.2f} ms, "
+            f"p99 {images['info_p99_ms']:.2f} ms"
+        )
+        print(
+            f"  Volume.create x{images['creates']} (thin COW, each task followed to its end): "
+            f"{images['create_ms']:.1f} ms per volume; bare qemu-img create + metadata write: "
+            f"{images['bare_create_ms']:.1f} ms; ratio {create_ratio:.2f}"
+        )
+        checks += [
+            ("SDM.copy_data speed >= 0.95x qemu-img convert", speed >= 0.95, f"{speed:.2f}x"),
+            (
+                "Volume.getInfo p99 <= 5 ms",
+                images["info_p99_ms"] <= 5.0,
+                f"{images['info_p99_ms']:.2f} ms",
+            ),
+            (
+                "Volume.create per volume <= 1.2x bare create + metadata",
+                create_ratio <= 1.2,
+                f"{create_ratio:.2f}x",
             ),
         ]
     print()

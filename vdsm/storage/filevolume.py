@@ -66,6 +66,18 @@ def read_metadata(meta: Path, vol_uuid: str) -> VolumeMetadata:
     return volmeta.parse(data)
 
 
+def read_metadata_and_sizes(
+    paths: VolumePaths, vol_uuid: str
+) -> tuple[VolumeMetadata, tuple[int, int] | None]:
+    """Both in one trip to the storage (Volume.getInfo); sizes None if the data file
+    cannot be read."""
+    md = read_metadata(paths.meta, vol_uuid)
+    try:
+        return md, sizes(paths.data)
+    except OSError:
+        return md, None
+
+
 def write_metadata(meta: Path, md: VolumeMetadata, domain_version: int) -> None:
     """Atomic: a reader sees the old or the new metadata, never a mix."""
     data = md.to_bytes(domain_version)  # MetadataOverflowError before anything is written
@@ -117,6 +129,19 @@ def make_image_dir(image_dir: Path) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def start_volume(image_dir: Path, paths: VolumePaths, vol_uuid: str) -> None:
+    """The image directory if new, then the volume's empty data file."""
+    make_image_dir(image_dir)
+    create_data_file(paths.data, vol_uuid)
+
+
+def finish_volume(paths: VolumePaths, md: VolumeMetadata, domain_version: int) -> None:
+    """Permissions qemu-img may have changed, the (ILLEGAL) metadata, the lease file."""
+    set_permissions(paths.data)
+    write_metadata(paths.meta, md, domain_version)
+    create_lease_file(paths.lease)
 
 
 def create_data_file(path: Path, vol_uuid: str) -> None:

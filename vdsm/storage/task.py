@@ -262,8 +262,14 @@ class Task:
 
     async def _run(self, job: Job) -> None:
         self._jobs = [taskfiles.JobRecord(self.verb, f"{job!r} (args: () kwargs: {{}})")]
+        # The states before running are passed in memory only: after a crash they all
+        # mean "not started", so one write (of running, before the job) covers them.
+        self._set(State.preparing)
+        self._set(State.acquiring)
+        self._set(State.queued)
+        self.code, self.message = 0, "running job 1 of 1"
         try:
-            await self._move(State.preparing, strict=True)
+            await self._move(State.running, strict=True)
         except Exception as e:
             # Nothing reached the disk: running the job would leave a step no SPM
             # could roll back after a crash.
@@ -271,10 +277,6 @@ class Task:
             self._set_error(errors.InvalidTask(f"cannot persist task: {e}"))
             self._set(State.failed)
             return
-        self._set(State.acquiring)
-        self._set(State.queued)
-        self.code, self.message = 0, "running job 1 of 1"
-        await self._move(State.running)
         if self._abort_requested:  # stopped while the states were being written
             self._set_error(errors.TaskAborted(), text=MSG_STOPPED)
             await self._abort()

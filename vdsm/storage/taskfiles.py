@@ -167,7 +167,7 @@ def save_task(
         os.rename(live, backup)
     os.rename(temp, live)
     shutil.rmtree(backup, ignore_errors=True)
-    fsync_dir(live)
+    # `live` is `temp` renamed, its entries already synced: only the rename is left.
     fsync_dir(tasks_dir)
 
 

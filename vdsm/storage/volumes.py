@@ -163,26 +163,24 @@ class Volumes:
     # -- HSM queries -------------------------------------------------------------------
 
     async def info(self, sd_uuid: str, img: str, vol: str) -> dict[str, Any]:
-        volume = await self.get(sd_uuid, img, vol)
-        info = volume.md.info()
+        domain = await self.domain(sd_uuid)
+        paths = fv.VolumePaths.of(domain.images_dir / img, vol)
+        md, sizes = await self.io(domain, fv.read_metadata_and_sizes, paths, vol)
+        if md.image != img:
+            raise errors.VolumeDoesNotExist(vol)
+        info = md.info()
         info["uuid"] = vol
-        info["allocType"] = volume.md.type
-        try:
-            apparent, true = await self.io(volume.domain, fv.sizes, volume.paths.data)
-            info["apparentsize"], info["truesize"] = str(apparent), str(true)
-            info["status"] = "OK"
-        except (OSError, errors.VdsmError):
+        info["allocType"] = md.type
+        if sizes is None:
             info["apparentsize"] = info["truesize"] = "0"
             info["status"] = "INVALID"
-        if volume.md.legality == volmeta.ILLEGAL:
+        else:
+            info["apparentsize"], info["truesize"] = str(sizes[0]), str(sizes[1])
+            info["status"] = "OK"
+        if md.legality == volmeta.ILLEGAL:
             info["status"] = volmeta.ILLEGAL
         info["children"] = []
-        info["lease"] = {
-            "path": str(volume.paths.lease),
-            "offset": 0,
-            "owners": [],
-            "version": None,
-        }
+        info["lease"] = {"path": str(paths.lease), "offset": 0, "owners": [], "version": None}
         return info
 
     async def size(self, sd_uuid: str, img: str, vol: str) -> dict[str, str]:
@@ -379,15 +377,13 @@ class Volumes:
             [sd_uuid, img, vol],
         )
         self.ensure_spm(spm)
-        await self.io(domain, fv.make_image_dir, image_dir)
-        await self.io(domain, fv.create_data_file, paths.data, vol)
+        await self.io(domain, fv.start_volume, image_dir, paths, vol)
         try:
             await self._make_data(domain, paths.data, capacity, fmt, alloc, parent)
         except OSError as e:
             raise errors.VolumeCreationError(vol, e.strerror or str(e)) from None
         except qemuimg.QemuImgError as e:
             raise errors.VolumeCreationError(vol, e.err) from None
-        await self.io(domain, fv.set_permissions, paths.data)
         md = VolumeMetadata(
             domain=sd_uuid,
             image=img,
@@ -402,8 +398,7 @@ class Volumes:
             sequence=sequence,
         )
         self.ensure_spm(spm)
-        await self.io(domain, fv.write_metadata, paths.meta, md, domain.metadata.version)
-        await self.io(domain, fv.create_lease_file, paths.lease)
+        await self.io(domain, fv.finish_volume, paths, md, domain.metadata.version)
         await domain.lock.format_volume_lease(vol, paths.lease)
         if parent is not None and parent.md.voltype == "LEAF":
             await task.add_recovery(
