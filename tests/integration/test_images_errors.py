@@ -87,7 +87,7 @@ def test_bad_volume_requests_answer_their_codes(vdsmd, sanlock, shared_tmp_path)
     assert call_code(disks.create, img, vol, size="1000") == 1000  # not aligned
     assert call_code(disks.create, img, vol, size="0") == 229
     assert call_code(disks.create, img, vol, volFormat=7) == -32602  # not in the schema
-    assert call_code(disks.create, img, vol, diskType="NOPE") == 1000
+    assert call_code(disks.create, img, vol, diskType="NOPE") == -32602
     # initialSize is not for thin volumes on file domains (as upstream).
     assert call_code(disks.create, img, vol, initialSize=str(MiB)) == 1000
     assert list(images.iterdir()) == []

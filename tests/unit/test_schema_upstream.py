@@ -28,6 +28,9 @@ _PRIMITIVES = {"string", "int", "uint", "long", "ulong", "float", "boolean"}
 def compatible(ours: str, theirs: str) -> bool:
     if ours == theirs:
         return True
+    # Our `size` kind is a string checked to hold a decimal number of bytes.
+    if theirs == "string" and schema.load().types.get(ours, {}).get("kind") == "size":
+        return True
     for generic in ("list", "map"):
         o, t = schema._generic_args(ours, generic), schema._generic_args(theirs, generic)
         if o is not None and t is not None:

@@ -115,7 +115,11 @@ class VolumeMetadata:
             values[SIZE] = self.capacity // BLOCK
             values[MTIME] = 0
         text = "".join(f"{key}={values[key]}\n" for key in sorted(values)) + "EOF\n"
-        data = text.encode("utf-8")
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON allows "\ud800"): not writable as UTF-8.
+            raise errors.InvalidParameterException("description", self.description) from None
         if len(data) > METADATA_SIZE:
             raise errors.MetadataOverflowError(len(data))
         return data

@@ -102,7 +102,17 @@ def test_generation_wraps():
     assert volmeta.next_generation(999) == 0
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="\n\r\0"), max_size=60))
+def test_unencodable_descriptions_are_refused():
+    with pytest.raises(errors.InvalidParameterException):
+        sample(description="\ud800").to_bytes(5)
+
+
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_characters="\n\r\0", blacklist_categories=("Cs",)),
+        max_size=60,
+    )
+)
 def test_any_short_description_survives(description):
     md = sample(description=description.strip())
     assert volmeta.parse(md.to_bytes(5)).description == md.description
