@@ -110,6 +110,19 @@ def test_bad_volume_requests_answer_their_codes(vdsmd, sanlock, shared_tmp_path)
     assert (images / img / f"{vol}.meta").read_bytes() == before
     assert disks.info(img, vol)["legality"] == "LEGAL"
 
+    # Two creations of one new volume at once: one wins, the other answers 212 and its
+    # rollback leaves the winner's volume alone.
+    twin = new_uuid()
+    tasks = [disks.create(img, twin), disks.create(img, twin)]
+    codes = sorted(disks.finish(t)["code"] for t in tasks)
+    assert codes == [0, 212], codes
+    assert disks.info(img, twin)["legality"] == "LEGAL"
+    assert sorted(p.name for p in (images / img).iterdir() if twin in p.name) == [
+        twin,
+        f"{twin}.lease",
+        f"{twin}.meta",
+    ]
+
     # Metadata that cannot fit 512 bytes: 756, and the half volume is rolled back.
     fat = new_uuid()
     overflow = disks.finish(disks.create(img, fat, desc="é" * 210))

@@ -131,15 +131,54 @@ def make_image_dir(image_dir: Path) -> bool:
     return True
 
 
-def start_volume(image_dir: Path, paths: VolumePaths, vol_uuid: str) -> None:
-    """The image directory if new, then the volume's empty data file."""
+def claim_path(paths: VolumePaths, token: str) -> Path:
+    return paths.data.with_name(f".{paths.data.name}.{token}")
+
+
+def start_volume(image_dir: Path, paths: VolumePaths, vol_uuid: str, token: str) -> None:
+    """The image directory if new, then the volume's empty data file, claimed for the
+    creating task: the file is made under a name only that task uses and hard-linked
+    to the volume's name (EEXIST: another volume has it, 212).  The claim link stays
+    until the creation is complete, so a rollback removes a volume only when it is the
+    one this task made, never another created under the same id."""
     make_image_dir(image_dir)
-    create_data_file(paths.data, vol_uuid)
+    claim = claim_path(paths, token)
+    fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, VOLUME_MODE)
+    os.close(fd)
+    os.chmod(claim, VOLUME_MODE)
+    try:
+        os.link(claim, paths.data)
+    except FileExistsError:
+        claim.unlink()
+        raise errors.VolumeAlreadyExists(vol_uuid) from None
+
+
+def end_claim(paths: VolumePaths, token: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        claim_path(paths, token).unlink()
+
+
+def remove_claimed(paths: VolumePaths, token: str) -> bool:
+    """The rollback of a creation: removes the volume if this token's claim holds it;
+    answers whether it did."""
+    claim = claim_path(paths, token)
+    try:
+        ours = os.stat(claim)
+    except FileNotFoundError:
+        return False  # never claimed (or completed): nothing of ours to remove
+    try:
+        theirs = os.stat(paths.data)
+        mine = (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+    except FileNotFoundError:
+        mine = True  # only the claim was made
+    if mine:
+        remove_volume(paths)
+    claim.unlink()
+    return mine
 
 
 def finish_volume(paths: VolumePaths, md: VolumeMetadata, domain_version: int) -> None:
-    """Permissions qemu-img may have changed, the (ILLEGAL) metadata, the lease file."""
-    set_permissions(paths.data)
+    """The (ILLEGAL) metadata and the lease file."""
     write_metadata(paths.meta, md, domain_version)
     create_lease_file(paths.lease)
 

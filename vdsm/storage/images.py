@@ -266,6 +266,8 @@ class Images:
                 await self.copy_volume_data(volume, target)
             else:
                 await self.volumes.write(target, target.md.replace(legality=volmeta.ILLEGAL))
+        for volume in chain:
+            await self.volumes.end_claim(task, dst_sd, img, volume.vol)
 
     async def copy_volume_data(
         self,
@@ -368,6 +370,7 @@ class VolumeCopier:
                 raise errors.CopyImageError(str(e)) from None
             self.volumes.ensure_spm(sp_uuid)
             await self.volumes.write(dst, dst.md.replace(legality=volmeta.LEGAL, voltype=role))
+            await self.volumes.end_claim(task, dst_sd, dst_img, dst_vol)
             log.info("copied %s/%s/%s to %s/%s/%s", sd_uuid, img, vol, dst_sd, dst_img, dst_vol)
 
         return self.volumes.schedule(sp_uuid, "copyImage", job)

@@ -44,6 +44,8 @@ class Tasks(Protocol):
         *,
         tag: str = "",
         persist_dir: Path | None = None,
+        first_recovery: tuple[str, str, str, list[str]] | None = None,
+        task_id: str | None = None,
     ) -> Any: ...
 
     def unfinished(self) -> list[Any]: ...

@@ -217,6 +217,12 @@ class Task:
         """Push a rollback step; it is on disk (for a persisted task) when this returns,
         so call it before doing what it undoes.  Names and parameters are checked here,
         where a mistake is the caller's, rather than when the file is written."""
+        self._push_recovery(name, module, function, params, obj=obj)
+        await self._persist(strict=True)
+
+    def _push_recovery(
+        self, name: str, module: str, function: str, params: Iterable[str], *, obj: str = "Task"
+    ) -> None:
         params = tuple(params)
         if not name or any(rec.name == name for rec in self.recoveries):
             raise ValueError(f"recovery name {name!r} is empty or not unique")
@@ -230,7 +236,6 @@ class Task:
                 raise ValueError(f"recovery parameter {param!r} cannot be persisted")
         self.recoveries.append(Recovery(name, module, function, params, obj))
         self._version += 1
-        await self._persist(strict=True)
 
     async def clear_recoveries(self) -> None:
         """Forget every rollback step (past a point of no return)."""

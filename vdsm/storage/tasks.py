@@ -61,8 +61,13 @@ class TaskManager:
         persist_dir: Path | None = None,
         task_id: str | None = None,
         bulkhead: Bulkhead | None = None,
+        first_recovery: tuple[str, str, str, list[str]] | None = None,
     ) -> Task:
-        """Start `job(task)` as a task and return the task at once."""
+        """Start `job(task)` as a task and return the task at once.
+
+        `first_recovery` (name, module, function, params) is the rollback of the job's
+        first step, known before it starts: it reaches the disk with the task's first
+        write instead of a write of its own."""
         task_id = task_id or str(uuid.uuid4())
         _check_id(task_id)
         if task_id in self._tasks:
@@ -77,6 +82,8 @@ class TaskManager:
             bulkhead=bulkhead or self.bulkhead,
             persist_dir=persist_dir,
         )
+        if first_recovery is not None:
+            task._push_recovery(*first_recovery)
         self._tasks[task_id] = task
         task._start(task._run(job))
         return task

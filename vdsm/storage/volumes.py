@@ -12,8 +12,10 @@ runs as an async subprocess (vdsm/system/qemuimg.py), so neither stalls the loop
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,12 +154,26 @@ class Volumes:
     def ensure_spm(self, sp_uuid: str) -> None:
         self.storage.get_spm(sp_uuid).ensure_spm()
 
-    def schedule(self, sp_uuid: str, verb: str, job: Any) -> str:
+    def schedule(
+        self,
+        sp_uuid: str,
+        verb: str,
+        job: Any,
+        first_recovery: tuple[str, str, str, list[str]] | None = None,
+        task_id: str | None = None,
+    ) -> str:
         """An SPM task persisted on the master domain."""
         spm = self.storage.get_spm(sp_uuid)
         spm.ensure_spm()
         master = spm.pool.master
-        task = self.storage.tasks.create(verb, job, tag="spm", persist_dir=master.tasks_dir)
+        task = self.storage.tasks.create(
+            verb,
+            job,
+            tag="spm",
+            persist_dir=master.tasks_dir,
+            first_recovery=first_recovery,
+            task_id=task_id,
+        )
         return str(task.id)
 
     # -- HSM queries -------------------------------------------------------------------
@@ -334,9 +350,18 @@ class Volumes:
                 legal=legal,
                 sequence=sequence,
                 spm=sp_uuid,
+                rollback_declared=True,
             )
+            await self.end_claim(task, sd_uuid, img, vol)
 
-        return self.schedule(sp_uuid, "createVolume", job)
+        task_id = str(uuid.uuid4())
+        return self.schedule(
+            sp_uuid,
+            "createVolume",
+            job,
+            first_recovery=halfbaked_rollback(sd_uuid, img, vol, task_id),
+            task_id=task_id,
+        )
 
     async def _create(
         self,
@@ -354,7 +379,10 @@ class Volumes:
         legal: bool,
         sequence: int,
         spm: str,
+        rollback_declared: bool = False,
     ) -> None:
+        """Creates one volume inside an SPM task.  Its rollback is pushed first, unless
+        the task was created with it (`rollback_declared`)."""
         domain = await self.domain(sd_uuid)
         image_dir = domain.images_dir / img
         paths = fv.VolumePaths.of(image_dir, vol)
@@ -369,21 +397,11 @@ class Volumes:
                 )
         if await self.io(domain, fv.VolumePaths.exists, paths):
             raise errors.VolumeAlreadyExists(vol)
-        # Everything below is undone by this rollback, pushed (and persisted) first.
-        await task.add_recovery(
-            f"Halfbaked volume rollback {vol}",
-            ROLLBACK_MODULE,
-            "remove_halfbaked",
-            [sd_uuid, img, vol],
-        )
+        # Everything below is undone by this rollback, persisted first.
+        if not rollback_declared:
+            await task.add_recovery(*halfbaked_rollback(sd_uuid, img, vol, task.id))
         self.ensure_spm(spm)
-        await self.io(domain, fv.start_volume, image_dir, paths, vol)
-        try:
-            await self._make_data(domain, paths.data, capacity, fmt, alloc, parent)
-        except OSError as e:
-            raise errors.VolumeCreationError(vol, e.strerror or str(e)) from None
-        except qemuimg.QemuImgError as e:
-            raise errors.VolumeCreationError(vol, e.err) from None
+        await self.io(domain, fv.start_volume, image_dir, paths, vol, task.id)
         md = VolumeMetadata(
             domain=sd_uuid,
             image=img,
@@ -397,9 +415,24 @@ class Volumes:
             legality=volmeta.ILLEGAL,
             sequence=sequence,
         )
+
+        async def data() -> None:
+            try:
+                await self._make_data(domain, paths.data, capacity, fmt, alloc, parent)
+            except OSError as e:
+                raise errors.VolumeCreationError(vol, e.strerror or str(e)) from None
+            except qemuimg.QemuImgError as e:
+                raise errors.VolumeCreationError(vol, e.err) from None
+            await self.io(domain, fv.set_permissions, paths.data)
+
+        async def metadata_and_lease() -> None:
+            await self.io(domain, fv.finish_volume, paths, md, domain.metadata.version)
+            await domain.lock.format_volume_lease(vol, paths.lease)
+
+        # Independent files, and the rollback above removes all of them: the data and
+        # the (ILLEGAL) metadata and lease are made side by side.
         self.ensure_spm(spm)
-        await self.io(domain, fv.finish_volume, paths, md, domain.metadata.version)
-        await domain.lock.format_volume_lease(vol, paths.lease)
+        await _together(data(), metadata_and_lease())
         if parent is not None and parent.md.voltype == "LEAF":
             await task.add_recovery(
                 f"Restore parent type {parent.vol}",
@@ -421,6 +454,13 @@ class Volumes:
         log.info(
             "created volume %s/%s/%s (%s %s, %d bytes)", sd_uuid, img, vol, fmt, alloc, capacity
         )
+
+    async def end_claim(self, task: Any, sd_uuid: str, img: str, vol: str) -> None:
+        """The task is done with the volume it created: from here its rollback leaves
+        the volume alone (call last, when nothing of the task can fail any more)."""
+        domain = await self.domain(sd_uuid)
+        paths = fv.VolumePaths.of(domain.images_dir / img, vol)
+        await self.io(domain, fv.end_claim, paths, task.id)
 
     async def _make_data(
         self,
@@ -452,12 +492,13 @@ class Volumes:
             await self.io(domain, fv.preallocate, path, capacity, offset)
 
     async def _rollback_create(self, params: list[str]) -> None:
-        sd_uuid, img, vol = params
+        sd_uuid, img, vol, task_id = params
         domain = await self.domain(sd_uuid)
         image_dir = domain.images_dir / img
-        await self.io(domain, fv.remove_volume, fv.VolumePaths.of(image_dir, vol))
+        paths = fv.VolumePaths.of(image_dir, vol)
+        if await self.io(domain, fv.remove_claimed, paths, task_id):
+            log.info("rolled back the creation of volume %s/%s/%s", sd_uuid, img, vol)
         await self.io(domain, fv.remove_image_dir_if_empty, image_dir)
-        log.info("rolled back the creation of volume %s/%s/%s", sd_uuid, img, vol)
 
     async def _rollback_voltype(self, params: list[str]) -> None:
         sd_uuid, img, vol, voltype = params
@@ -549,3 +590,27 @@ class Volumes:
             ),
         )
         log.info("extended volume %s/%s to %d bytes", volume.img, volume.vol, capacity)
+
+
+def halfbaked_rollback(
+    sd_uuid: str, img: str, vol: str, task_id: str
+) -> tuple[str, str, str, list[str]]:
+    """Removes whatever part of the volume the task created (data, metadata, lease; see
+    filevolume.start_volume for how it knows) and its image directory if left empty."""
+    return (
+        f"Halfbaked volume rollback {vol}",
+        ROLLBACK_MODULE,
+        "remove_halfbaked",
+        [sd_uuid, img, vol, task_id],
+    )
+
+
+async def _together(*coros: Coroutine[Any, Any, None]) -> None:
+    """Runs the steps concurrently; the first failure cancels the others (nothing keeps
+    writing under a rollback) and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except ExceptionGroup as e:
+        raise e.exceptions[0] from None
