@@ -62,14 +62,19 @@ class Daemon:
         from vdsm.api import registry, schema
         from vdsm.api.host import HostAPI
         from vdsm.api.lease import LeaseAPI
+        from vdsm.api.network import HostNetworkAPI
         from vdsm.api.storagedomain import StorageDomainAPI
         from vdsm.api.storagepool import StoragePoolAPI
         from vdsm.api.task import TaskAPI
         from vdsm.host.capabilities import HostInfo
         from vdsm.jobs import JobRegistry
+        from vdsm.network.apply import Applier
         from vdsm.network.connectivity import ConnectivityMonitor
         from vdsm.network.monitor import NetworkChangeMonitor
+        from vdsm.network.persistence import NetPersistence
         from vdsm.network.report import NetworkReport
+        from vdsm.network.setup import NetworkService
+        from vdsm.network.stats import NetworkStatistics
         from vdsm.rpc.http_frontend import HttpFrontend
         from vdsm.rpc.jsonrpc import Dispatcher
         from vdsm.rpc.listener import Listener, TlsFiles, server_ssl_context
@@ -85,6 +90,7 @@ class Daemon:
         from vdsm.storage.service import DomainCache, StorageService
         from vdsm.storage.spmwatchdog import LeaseWatchdog
         from vdsm.storage.tasks import RollbackRegistry, TaskManager
+        from vdsm.system.iproute import KernelChanger
         from vdsm.system.libvirt import Libvirt
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
@@ -120,11 +126,21 @@ class Daemon:
             network=network_report,
             run_dir=cfg.paths.run_dir,
             uptime=lambda: self.lifecycle.uptime,
+            net_config_dirty=lambda: self.network.config_dirty(),
             # Built below; only called once requests are served.
             storage_domains=lambda: self.storage_monitor.stats(),
         )
         self.network_monitor = NetworkChangeMonitor(self.bus, netlink, network_report)
         connectivity = ConnectivityMonitor(cfg.paths.run_dir)
+        self.network = NetworkService(
+            netlink=netlink,
+            persistence=NetPersistence(cfg.paths.state_dir),
+            applier=Applier(KernelChanger),
+            connectivity=connectivity,
+            report=network_report,
+            hooks=_network_hooks(cfg.paths.hooks_dir),
+        )
+        network_report.networks = lambda: self.network.running_config().networks
 
         # -- storage ---------------------------------------------------------------
         sanlock = Sanlock(cfg.sanlock.io_timeout)
@@ -188,6 +204,9 @@ class Daemon:
             StorageDomainAPI(storage=self.storage),
             TaskAPI(tasks=self.tasks),
             LeaseAPI(leases=Leases(self.storage, sanlock, timeout=cfg.irs.process_pool_timeout)),
+            HostNetworkAPI(
+                service=self.network, report=network_report, statistics=NetworkStatistics()
+            ),
         ]
         table = registry.build(schema.load(), apis)
         dispatcher = Dispatcher(
@@ -303,11 +322,22 @@ class Daemon:
         if delay:
             log.info("holding recovery for %.1f s ([devel] recovery_delay)", delay)
             await asyncio.sleep(delay)
+        await self._restore_networks()
         await self._connect_libvirt()
         self.lifecycle.enter(Phase.READY)
         self.bus.enabled = True
         self.notifier.notify("STATUS=ready")
         log.info("recovery finished in %.2f s since start, ready", self.lifecycle.uptime)
+
+    async def _restore_networks(self) -> None:
+        from vdsm.network.restore import restore_once
+
+        try:
+            await self.network.load()
+            await restore_once(self.network, self.config.paths.run_dir)
+        except Exception:
+            # The host keeps whatever network it has; the engine can still reach it.
+            log.exception("cannot restore the safe network configuration")
 
     async def _connect_libvirt(self) -> None:
         from vdsm.system.libvirt import Libvirt, LibvirtError
@@ -364,6 +394,15 @@ class Daemon:
                 port_file.unlink()
         self.notifier.close()
         log.info("vdsm stopped")
+
+
+def _network_hooks(hooks_dir: Path) -> Any:
+    """The hook runner for the network hook points; None when this build has none."""
+    try:
+        from vdsm.hooks.runner import HookRunner  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return HookRunner(hooks_dir)
 
 
 def panic(reason: str) -> None:

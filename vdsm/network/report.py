@@ -10,8 +10,8 @@ until it is `max_age` seconds old, whichever comes first.
 Which devices are reported follows upstream's defaults: physical NICs (links without a
 kind), dummy/veth/macvlan links whose names match `fake_nics` (`dummy_*`, `veth_*`),
 bridges, bonds and VLANs; `hidden_nics` (`w*`, `usb*`), `hidden_bonds` and
-`hidden_vlans` patterns drop devices.  This daemon has no managed networks yet, so
-`networks` is always empty.
+`hidden_vlans` patterns drop devices.  `networks` lists the running configuration's
+networks (the `networks` callable, see vdsm/network/netinfo.py).
 
 DHCP and IPv6 autoconfiguration flags come from the kernel, not from NetworkManager:
 `dhcpv4` = the device has a dynamic (non-permanent) global IPv4 address, `dhcpv6` = a
@@ -27,10 +27,11 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vdsm.network.netinfo import network_entries
 from vdsm.system.netlink import Link, Netlink, Route, Snapshot
 from vdsm.system.procfs import read_text
 
@@ -99,8 +100,10 @@ class NetworkReport:
         proc_sys_net: Path = PROC_SYS_NET,
         resolv_conf: Path = RESOLV_CONF,
         proc_net_bonding: Path = PROC_NET_BONDING,
+        networks: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self._netlink = netlink
+        self.networks = networks  # the running configuration's networks
         self._rules = _Rules(
             tuple(fake_nics), tuple(hidden_nics), tuple(hidden_bonds), tuple(hidden_vlans)
         )
@@ -145,7 +148,8 @@ class NetworkReport:
                 return cached[1], cached[2]
             generation = self._generation
             snapshot = await self._netlink.snapshot()
-            report = await asyncio.to_thread(build_report, snapshot, self._rules, self._paths)
+            nets = self.networks() if self.networks is not None else {}
+            report = await asyncio.to_thread(build_report, snapshot, self._rules, self._paths, nets)
             self.builds += 1
             # A change seen while building makes this result stale: use it for this
             # call, but do not keep it.
@@ -209,7 +213,12 @@ def classify(link: Link, links: dict[int, Link], rules: _Rules) -> str | None:
     return "nics"
 
 
-def build_report(snapshot: Snapshot, rules: _Rules, paths: _Paths) -> dict[str, Any]:
+def build_report(
+    snapshot: Snapshot,
+    rules: _Rules,
+    paths: _Paths,
+    networks: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     links = snapshot.link_by_index()
     permanent = bond_permanent_addresses(paths.proc_net_bonding)
     devices: dict[str, dict[str, Any]] = {"bondings": {}, "bridges": {}, "nics": {}, "vlans": {}}
@@ -228,7 +237,7 @@ def build_report(snapshot: Snapshot, rules: _Rules, paths: _Paths) -> dict[str, 
             parent = links.get(link.parent) if link.parent else None
             info.update({"iface": parent.name if parent else "", "vlanid": link.vlan_id})
         devices[section][link.name] = info
-    report: dict[str, Any] = {"networks": {}}
+    report: dict[str, Any] = {"networks": network_entries(networks or {}, devices)}
     report.update(devices)
     report["nameservers"] = read_nameservers(paths.resolv_conf)
     report["supportsIPv6"] = ipv6_supported()

@@ -1,0 +1,90 @@
+"""The running state of the kernel, as the planner compares it: read from netlink.
+
+`KernelState` is a netlink snapshot reduced to what setupNetworks manages: each link's
+kind, master, lower device, VLAN id, MTU, MAC, up flag and bond options, the static
+global addresses on each link, and the default routes of the main table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vdsm.network import report
+from vdsm.system.netlink import Snapshot
+
+RT_TABLE_MAIN = 254
+RT_SCOPE_LINK = 253
+# Links a network may sit on: NICs (no kind) and the virtual ones tests and labs use.
+NIC_KINDS = (None, "veth", "dummy", "macvlan")
+
+
+@dataclass(frozen=True)
+class LinkState:
+    name: str
+    kind: str | None
+    master: str | None
+    parent: str | None
+    vlan_id: int | None
+    mtu: int
+    mac: str
+    up: bool
+    stp: bool = False
+    bond_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_nic(self) -> bool:
+        return self.kind in NIC_KINDS
+
+
+@dataclass
+class KernelState:
+    links: dict[str, LinkState]
+    addresses: dict[str, set[str]]  # link -> {"a.b.c.d/p", "x::y/p"}
+    routes: dict[str, set[str]]  # link -> default gateways {"10.0.0.1", "fe80::1"}
+
+    def nics(self) -> set[str]:
+        return {name for name, link in self.links.items() if link.is_nic and name != "lo"}
+
+    def others(self) -> dict[str, str]:
+        return {name: link.kind or "" for name, link in self.links.items() if not link.is_nic}
+
+
+def kernel_state(snapshot: Snapshot, sys_class_net: Path = report.SYS_CLASS_NET) -> KernelState:
+    """Blocking (reads bond options from sysfs): call it in a worker thread."""
+    by_index = snapshot.link_by_index()
+    links: dict[str, LinkState] = {}
+    for link in snapshot.links:
+        master = by_index.get(link.master) if link.master else None
+        parent = by_index.get(link.parent) if link.parent and link.kind == "vlan" else None
+        options: dict[str, str] = {}
+        if link.kind == "bond":
+            options = report.bond_options(sys_class_net / link.name / "bonding", link.bond_mode)
+        links[link.name] = LinkState(
+            name=link.name,
+            kind=link.kind,
+            master=master.name if master else None,
+            parent=parent.name if parent else None,
+            vlan_id=link.vlan_id,
+            mtu=link.mtu,
+            mac=link.mac,
+            up=link.is_up,
+            stp=bool(link.bridge_stp),
+            bond_options=options,
+        )
+    names = {link.index: link.name for link in snapshot.links}
+    addresses: dict[str, set[str]] = {}
+    for addr in snapshot.addresses:
+        if addr.scope == RT_SCOPE_LINK or not addr.permanent or addr.index not in names:
+            continue
+        addresses.setdefault(names[addr.index], set()).add(addr.cidr)
+    routes: dict[str, set[str]] = {}
+    for route in snapshot.routes:
+        if (
+            route.is_default
+            and route.table == RT_TABLE_MAIN
+            and route.gateway
+            and route.oif in names
+        ):
+            routes.setdefault(names[route.oif], set()).add(route.gateway)
+    return KernelState(links, addresses, routes)

@@ -1,0 +1,242 @@
+"""setupNetworks and setSafeNetworkConfig (contract §6.1, §6.2).
+
+The flow of one setupNetworks: canonicalise the request, merge it into the running
+configuration and validate the result against the host's links (nothing touched yet)
+-> `before_network_setup` hooks, which may rewrite the request (it is checked again)
+-> plan the kernel changes from the running configuration, the wanted one and what the
+kernel has -> apply them as one transaction -> record the new running configuration
+-> wait for a client to prove it still reaches the host (`connectivityCheck`), else
+revert the transaction and the record and answer 10 -> `after_network_setup` (or
+`after_network_setup_fail` on any failure).
+
+One network change at a time: a call arriving while another runs answers 40 at once
+rather than queueing behind a change that may cut the link it came over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from vdsm import errors
+from vdsm.errors.network import ConnectivityCheckFailed, NetworkIfupFailed
+from vdsm.network import model, plan
+from vdsm.network.apply import Applier, TransactionFailed
+from vdsm.network.connectivity import ConnectivityMonitor
+from vdsm.network.persistence import NetPersistence
+from vdsm.network.report import SYS_CLASS_NET
+from vdsm.network.running import KernelState, kernel_state
+from vdsm.system.netlink import Netlink
+
+log = logging.getLogger("vdsm.network.setup")
+
+DONE = {"code": 0, "message": "Done"}
+
+
+class HookResultLike(Protocol):
+    json_data: Any
+    errors: list[str]
+
+
+class Hooks(Protocol):
+    """vdsm.hooks.runner.HookRunner, as far as networking uses it."""
+
+    async def run(
+        self, point: str, *, json_data: Any = None, raise_on_error: bool = True
+    ) -> HookResultLike: ...
+
+
+class Invalidatable(Protocol):
+    def invalidate(self) -> None: ...
+
+
+class NetworkService:
+    def __init__(
+        self,
+        *,
+        netlink: Netlink,
+        persistence: NetPersistence,
+        applier: Applier,
+        connectivity: ConnectivityMonitor,
+        report: Invalidatable | None = None,
+        hooks: Hooks | None = None,
+        sys_class_net: Path = SYS_CLASS_NET,
+    ) -> None:
+        self.netlink = netlink
+        self.persistence = persistence
+        self.applier = applier
+        self.connectivity = connectivity
+        self.report = report
+        self.hooks = hooks
+        self._sys = sys_class_net
+        self._lock = asyncio.Lock()
+        self._running: model.NetConfig | None = None
+        self._dirty: bool | None = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Reads the running configuration and the dirty flag (at start, after a restore)."""
+        self._running = await asyncio.to_thread(self.persistence.running.load)
+        self._dirty = await asyncio.to_thread(self.persistence.dirty)
+
+    def running_config(self) -> model.NetConfig:
+        return self._running.copy() if self._running is not None else model.NetConfig()
+
+    def config_dirty(self) -> bool:
+        return bool(self._dirty)
+
+    async def kernel(self) -> KernelState:
+        snapshot = await self.netlink.snapshot()
+        return await asyncio.to_thread(kernel_state, snapshot, self._sys)
+
+    def _busy(self) -> errors.ResourceUnavailable:
+        return errors.ResourceUnavailable("another network change is in progress")
+
+    # -- setupNetworks -------------------------------------------------------------------
+
+    async def setup(
+        self,
+        networks: Mapping[str, Any],
+        bondings: Mapping[str, Any],
+        options: Mapping[str, Any],
+    ) -> Any:
+        if self._lock.locked():
+            raise self._busy()
+        async with self._lock:
+            return await self._setup(dict(networks), dict(bondings), dict(options))
+
+    async def _setup(
+        self, networks: dict[str, Any], bondings: dict[str, Any], options: dict[str, Any]
+    ) -> Any:
+        started = time.monotonic()
+        running = await asyncio.to_thread(self.persistence.running.load)
+        kernel = await self.kernel()
+        request, wanted = self._check(running, kernel, networks, bondings, options)
+        wire = {"networks": networks, "bondings": bondings, "options": options}
+        if self.hooks is not None and not request.options["dryRun"]:
+            rewritten = await self._before_hooks(wire)
+            if rewritten != wire:
+                log.info("before_network_setup hooks rewrote the request")
+                wire = rewritten
+                request, wanted = self._check(
+                    running,
+                    kernel,
+                    wire.get("networks") or {},
+                    wire.get("bondings") or {},
+                    wire.get("options") or {},
+                )
+        steps = plan.plan(plan.layout(running), plan.layout(wanted), kernel)
+        if request.options["dryRun"]:
+            return [step.describe() for step in steps]
+        log.info("setupNetworks: %d kernel changes", len(steps))
+        try:
+            done = await self.applier.run(steps)
+        except TransactionFailed as e:
+            await self._after_hooks("after_network_setup_fail", wire)
+            detail = f"; undo problems: {e.undo_errors}" if e.undo_errors else ""
+            raise NetworkIfupFailed(f"{e}{detail}") from None
+        except TimeoutError as e:
+            await self._after_hooks("after_network_setup_fail", wire)
+            raise NetworkIfupFailed(f"network changes timed out: {e}") from None
+        applied_at = time.monotonic()
+        await self._record(wanted)
+        opts = request.options
+        if opts["connectivityCheck"] and not opts["_inRollback"]:
+            timeout = opts["connectivityTimeout"]
+            if not await self.connectivity.wait(applied_at, timeout):
+                log.warning("no client confirmed connectivity in %s s: rolling back", timeout)
+                problems = await self.applier.revert(done)
+                await self._record(running)
+                await self._after_hooks("after_network_setup_fail", wire)
+                if problems:
+                    log.error("rollback incomplete: %s", problems)
+                raise ConnectivityCheckFailed()
+        if opts["commitOnSuccess"]:
+            await asyncio.to_thread(self.persistence.commit)
+            self._dirty = False
+        await self._after_hooks("after_network_setup", wire)
+        log.info("setupNetworks done in %.3f s", time.monotonic() - started)
+        return dict(DONE)
+
+    def _check(
+        self,
+        running: model.NetConfig,
+        kernel: KernelState,
+        networks: Mapping[str, Any],
+        bondings: Mapping[str, Any],
+        options: Mapping[str, Any],
+    ) -> tuple[model.Request, model.NetConfig]:
+        request = model.canonical_request(networks, bondings, options)
+        wanted = model.merge(running, request)
+        host = model.HostLinks(kernel.nics(), kernel.others())
+        model.validate(wanted, host, request)
+        return request, wanted
+
+    async def _record(self, config: model.NetConfig) -> None:
+        await asyncio.to_thread(self.persistence.running.save, config)
+        self._running = config.copy()
+        self._invalidate()
+        self._dirty = await asyncio.to_thread(self.persistence.dirty)
+
+    def _invalidate(self) -> None:
+        if self.report is not None:
+            self.report.invalidate()
+
+    async def _before_hooks(self, wire: dict[str, Any]) -> dict[str, Any]:
+        assert self.hooks is not None
+        data = {"request": copy.deepcopy(wire)}
+        try:
+            result = await self.hooks.run("before_network_setup", json_data=data)
+        except errors.HookError as e:
+            raise errors.HookFailed(f"Hook error: {e}") from None
+        returned = result.json_data
+        if isinstance(returned, Mapping) and isinstance(returned.get("request"), Mapping):
+            return dict(returned["request"])
+        return wire
+
+    async def _after_hooks(self, point: str, wire: dict[str, Any]) -> None:
+        if self.hooks is None:
+            return
+        try:
+            result = await self.hooks.run(
+                point, json_data={"request": copy.deepcopy(wire)}, raise_on_error=False
+            )
+        except Exception:
+            log.exception("%s hooks failed", point)
+            return
+        for error in result.errors:
+            log.warning("%s hook failed: %s", point, error)
+
+    # -- setSafeNetworkConfig -------------------------------------------------------------
+
+    async def set_safe(self) -> None:
+        if self._lock.locked():
+            raise self._busy()
+        async with self._lock:
+            await asyncio.to_thread(self.persistence.commit)
+            self._dirty = False
+            log.info("running network configuration made safe")
+
+    # -- restoring the safe configuration ---------------------------------------------------
+
+    async def restore_safe(self) -> list[dict[str, Any]]:
+        """Makes the kernel and the running configuration the safe configuration."""
+        async with self._lock:
+            safe = await asyncio.to_thread(self.persistence.safe.load)
+            running = await asyncio.to_thread(self.persistence.running.load)
+            kernel = await self.kernel()
+            steps = plan.plan(plan.layout(running), plan.layout(safe), kernel)
+            log.info("restoring the safe network configuration: %d kernel changes", len(steps))
+            if steps:
+                try:
+                    await self.applier.run(steps)
+                except TransactionFailed as e:
+                    raise NetworkIfupFailed(f"cannot restore the safe configuration: {e}") from None
+            await self._record(safe)
+            return [step.describe() for step in steps]
