@@ -399,7 +399,7 @@ class Daemon:
 def _network_hooks(hooks_dir: Path) -> Any:
     """The hook runner for the network hook points; None when this build has none."""
     try:
-        from vdsm.hooks.runner import HookRunner  # type: ignore[import-not-found,unused-ignore]
+        from vdsm.hooks.runner import HookRunner
     except ImportError:
         return None
     return HookRunner(hooks_dir)

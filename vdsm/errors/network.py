@@ -7,7 +7,7 @@ exist"), not a fixed message: the text given to the constructor is the whole mes
 
 from __future__ import annotations
 
-from vdsm.errors import NoConnectionToPeer, VdsmError
+from vdsm.errors import HookFailed, NoConnectionToPeer, VdsmError
 
 __all__ = [
     "ConnectivityCheckFailed",
@@ -15,6 +15,7 @@ __all__ = [
     "NetworkBondingError",
     "NetworkBridgeError",
     "NetworkConfigError",
+    "NetworkHookFailed",
     "NetworkIfupFailed",
     "NetworkNicError",
     "NetworkParamsError",
@@ -72,3 +73,14 @@ class NetworkUsedBond(NetworkConfigError, code=31, message="Bond already in use"
 
 class ConnectivityCheckFailed(NoConnectionToPeer, message="connectivity check failed"):
     """Code 10: no client reached the host in time after the change; rolled back."""
+
+
+class NetworkHookFailed(HookFailed):
+    """Code 78: a before_network_setup hook failed; the text is its error output."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"Hook error: {self.text}"

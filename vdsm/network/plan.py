@@ -180,7 +180,11 @@ class _Planner:
             in_new = name in self.new.devices
             if link.master not in owned and not in_new:
                 continue
-            if link.master == self._desired_master(name) and link.master not in self.doomed:
+            if (
+                link.master == self._desired_master(name)
+                and link.master not in self.doomed
+                and name not in self.doomed
+            ):
                 continue
             self.add(
                 "set_master", name, [Step("set_master", name, {"master": link.master})], master=None
@@ -198,6 +202,11 @@ class _Planner:
                 if name in self.old.owned():
                     doomed.add(name)
             elif not _compatible(link, want):
+                doomed.add(name)
+        # A VLAN goes with its lower device: deleted explicitly, so that undo and the
+        # build phase know to make it again.
+        for name, link in self.links.items():
+            if link.kind == "vlan" and link.parent in doomed and name in self.new.devices:
                 doomed.add(name)
         return doomed
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vdsm import errors
-from vdsm.errors.network import ConnectivityCheckFailed, NetworkIfupFailed
+from vdsm.errors.network import ConnectivityCheckFailed, NetworkHookFailed, NetworkIfupFailed
 from vdsm.network import model, plan
 from vdsm.network.apply import Applier, TransactionFailed
 from vdsm.network.connectivity import ConnectivityMonitor
@@ -194,7 +194,10 @@ class NetworkService:
         try:
             result = await self.hooks.run("before_network_setup", json_data=data)
         except errors.HookError as e:
-            raise errors.HookFailed(f"Hook error: {e}") from None
+            # The script's own words (its stderr) rather than the 1500 wrapper's repr.
+            outputs = getattr(getattr(e, "result", None), "errors", [])
+            said = [text.strip() for text in outputs if text.strip()]
+            raise NetworkHookFailed(said[-1] if said else str(e)) from None
         returned = result.json_data
         if isinstance(returned, Mapping) and isinstance(returned.get("request"), Mapping):
             return dict(returned["request"])

@@ -20,8 +20,6 @@ from types import TracebackType
 from typing import Any
 
 log = logging.getLogger("vdsm.system.iproute")
-# pyroute2 logs every netlink message at DEBUG: megabytes per setupNetworks.
-logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 SYS_CLASS_NET = Path("/sys/class/net")
 # Options the bonding driver takes only while the bond is down and has no slaves.
@@ -39,6 +37,9 @@ class KernelChanger:
         # Imported here: pyroute2 is heavy (~20 MB, ~100 ms) and only setupNetworks needs it.
         from pyroute2 import IPRoute
 
+        # pyroute2 logs every netlink message at DEBUG (megabytes per setupNetworks),
+        # and resets its logger's level when imported: quieted after the import.
+        logging.getLogger("pyroute2").setLevel(logging.WARNING)
         self._ipr = IPRoute()
         self._sys = sys_class_net
 
