@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import load
+from bench import network as bench_network
 from bench import storage as bench_storage
 from vdsm.client.stomp import StompClient
 
@@ -191,6 +192,7 @@ def main() -> int:
         with baseline() as base_port:
             base = measure(base_port, count, seconds)
     storage = bench_storage.run(vdsmd, args.quick)
+    network = bench_network.run(args.quick)
 
     ready = statistics.median(ready_times)
     rows = [
@@ -246,6 +248,8 @@ def main() -> int:
                 f"{storage['repo_p99_ms']:.2f} ms",
             ),
         ]
+    print()
+    checks += bench_network.report(network)
     print()
     for name, ok, value in checks:
         print(f"[{'met ' if ok else 'MISS'}] {name}: {value}")

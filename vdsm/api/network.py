@@ -31,7 +31,7 @@ class HostNetworkAPI:
         await self.service.set_safe()
 
     async def getNetworkCapabilities(self) -> dict[str, Any]:
-        return await self.report.report()
+        return await self.report.shared_report()
 
     async def getNetworkStatistics(self) -> dict[str, Any]:
         stats = await asyncio.to_thread(self.statistics.sample)

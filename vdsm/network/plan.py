@@ -186,9 +186,11 @@ class _Planner:
                 and name not in self.doomed
             ):
                 continue
-            self.add(
-                "set_master", name, [Step("set_master", name, {"master": link.master})], master=None
-            )
+            back: dict[str, Any] = {"master": link.master}
+            master_link = self.links.get(link.master)
+            if master_link is not None and master_link.kind == "bond":
+                back["bond"] = True
+            self.add("set_master", name, [Step("set_master", name, back)], master=None)
             self.masters[name] = None
 
     def _doomed(self) -> set[str]:

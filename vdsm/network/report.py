@@ -52,6 +52,7 @@ IFF_UP = 0x1
 # A hidden helper bridge upstream creates; never reported.
 DUMMY_BRIDGE = ";vdsmdummy;"
 FAKE_NIC_KINDS = ("dummy", "veth", "macvlan")
+BRIDGE_OPTS_MAX_AGE = 30.0  # seconds
 LEGACY_SWITCH = "legacy"
 
 # Kernel defaults of the bonding options this report compares against; upstream
@@ -123,6 +124,12 @@ class NetworkReport:
         _, report = await self._current()
         return copy.deepcopy(report)
 
+    async def shared_report(self) -> dict[str, Any]:
+        """The caps network keys, shared with the cache: for callers that only read it
+        (serialising it for the wire), sparing a deep copy of a large report."""
+        _, report = await self._current()
+        return report
+
     async def device_by_address(self, address: str) -> str:
         """The device owning a local address ("" when none): getCapabilities' lastClientIface.
 
@@ -184,6 +191,10 @@ class _Paths:
         self.proc_sys_net = proc_sys_net
         self.resolv_conf = resolv_conf
         self.proc_net_bonding = proc_net_bonding
+        # (bridge, ifindex, stp) -> (read at, opts): ~40 sysfs files a bridge, the bulk
+        # of a rebuild on a host with many bridges; the values rarely change, but the
+        # kernel's timers among them do, hence the age limit.
+        self.bridge_opts: dict[tuple[str, int, int], tuple[float, dict[str, str]]] = {}
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -222,11 +233,12 @@ def build_report(
     links = snapshot.link_by_index()
     permanent = bond_permanent_addresses(paths.proc_net_bonding)
     devices: dict[str, dict[str, Any]] = {"bondings": {}, "bridges": {}, "nics": {}, "vlans": {}}
+    defaults = [r for r in snapshot.routes if r.is_default]
     for link in sorted(snapshot.links, key=lambda lnk: lnk.name):
         section = classify(link, links, rules)
         if section is None:
             continue
-        info = _ip_info(link, snapshot, paths)
+        info = _ip_info(link, snapshot, paths, defaults)
         if section == "nics":
             info.update(_nic_info(link, paths, permanent))
         elif section == "bondings":
@@ -276,11 +288,15 @@ def _is_default_route(gateway: str, routes: list[Route]) -> bool:
     )
 
 
-def _ip_info(link: Link, snapshot: Snapshot, paths: _Paths) -> dict[str, Any]:
+def _ip_info(
+    link: Link, snapshot: Snapshot, paths: _Paths, defaults: list[Route] | None = None
+) -> dict[str, Any]:
+    # `defaults`: the snapshot's default routes, filtered once for all links.
+    routes = snapshot.routes if defaults is None else defaults
     addresses = [
         a for a in snapshot.addresses if a.index == link.index and a.scope != RT_SCOPE_LINK
     ]
-    gateway = _gateway(snapshot.routes, link.index, 4)
+    gateway = _gateway(routes, link.index, 4)
     ipv4 = [a for a in addresses if a.family == 4]
     ipv6 = [a for a in addresses if a.family == 6]
     addr = netmask = ""
@@ -299,8 +315,8 @@ def _ip_info(link: Link, snapshot: Snapshot, paths: _Paths) -> dict[str, Any]:
         "ipv4addrs": [a.cidr for a in ipv4],
         "ipv6addrs": [a.cidr for a in ipv6],
         "gateway": gateway,
-        "ipv6gateway": _gateway(snapshot.routes, link.index, 6),
-        "ipv4defaultroute": _is_default_route(gateway, snapshot.routes),
+        "ipv6gateway": _gateway(routes, link.index, 6),
+        "ipv4defaultroute": _is_default_route(gateway, routes),
         "mtu": str(link.mtu),
         "dhcpv4": any(not a.permanent for a in ipv4),
         "dhcpv6": any(not a.permanent and a.prefixlen == 128 for a in ipv6),
@@ -392,11 +408,13 @@ def _bridge_info(link: Link, snapshot: Snapshot, paths: _Paths) -> dict[str, Any
     if stp is None:
         stp_text = _sysfs_value(paths.sys_class_net / link.name / "bridge" / "stp_state")
         stp = int(stp_text) if stp_text and stp_text.isdigit() else 0
-    return {
-        "ports": ports,
-        "stp": "on" if stp else "off",
-        "opts": bridge_options(paths.sys_class_net / link.name / "bridge"),
-    }
+    key = (link.name, link.index, stp)
+    now = time.monotonic()
+    cached = paths.bridge_opts.get(key)
+    if cached is None or now - cached[0] > BRIDGE_OPTS_MAX_AGE:
+        cached = (now, bridge_options(paths.sys_class_net / link.name / "bridge"))
+        paths.bridge_opts[key] = cached
+    return {"ports": ports, "stp": "on" if stp else "off", "opts": cached[1]}
 
 
 def bridge_options(bridge_dir: Path) -> dict[str, str]:

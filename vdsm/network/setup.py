@@ -76,20 +76,23 @@ class NetworkService:
         self._sys = sys_class_net
         self._lock = asyncio.Lock()
         self._running: model.NetConfig | None = None
-        self._dirty: bool | None = None
+        self._safe: model.NetConfig | None = None  # None: not read yet
 
     # -- state ---------------------------------------------------------------------------
 
     async def load(self) -> None:
         """Reads the running configuration and the dirty flag (at start, after a restore)."""
         self._running = await asyncio.to_thread(self.persistence.running.load)
-        self._dirty = await asyncio.to_thread(self.persistence.dirty)
+        self._safe = await asyncio.to_thread(self.persistence.safe.load)
 
     def running_config(self) -> model.NetConfig:
         return self._running.copy() if self._running is not None else model.NetConfig()
 
     def config_dirty(self) -> bool:
-        return bool(self._dirty)
+        """The running configuration differs from the safe one (netConfigDirty)."""
+        if self._running is None or self._safe is None:
+            return False
+        return self._running != self._safe
 
     async def kernel(self) -> KernelState:
         snapshot = await self.netlink.snapshot()
@@ -158,8 +161,7 @@ class NetworkService:
                     log.error("rollback incomplete: %s", problems)
                 raise ConnectivityCheckFailed()
         if opts["commitOnSuccess"]:
-            await asyncio.to_thread(self.persistence.commit)
-            self._dirty = False
+            await self._commit()
         await self._after_hooks("after_network_setup", wire)
         log.info("setupNetworks done in %.3f s", time.monotonic() - started)
         return dict(DONE)
@@ -182,7 +184,6 @@ class NetworkService:
         await asyncio.to_thread(self.persistence.running.save, config)
         self._running = config.copy()
         self._invalidate()
-        self._dirty = await asyncio.to_thread(self.persistence.dirty)
 
     def _invalidate(self) -> None:
         if self.report is not None:
@@ -222,9 +223,13 @@ class NetworkService:
         if self._lock.locked():
             raise self._busy()
         async with self._lock:
-            await asyncio.to_thread(self.persistence.commit)
-            self._dirty = False
+            await self._commit()
             log.info("running network configuration made safe")
+
+    async def _commit(self) -> None:
+        running = await asyncio.to_thread(self.persistence.running.load)
+        await asyncio.to_thread(self.persistence.safe.save, running)
+        self._safe = running
 
     # -- restoring the safe configuration ---------------------------------------------------
 
@@ -242,4 +247,5 @@ class NetworkService:
                 except TransactionFailed as e:
                     raise NetworkIfupFailed(f"cannot restore the safe configuration: {e}") from None
             await self._record(safe)
+            self._safe = safe.copy()
             return [step.describe() for step in steps]

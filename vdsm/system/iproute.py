@@ -42,6 +42,7 @@ class KernelChanger:
         logging.getLogger("pyroute2").setLevel(logging.WARNING)
         self._ipr = IPRoute()
         self._sys = sys_class_net
+        self._indexes: dict[str, int] = {}
 
     def close(self) -> None:
         self._ipr.close()
@@ -71,8 +72,19 @@ class KernelChanger:
             raise KernelChangeError(what, e.code, str(e.args[1] if len(e.args) > 1 else e)) from e
 
     def index(self, name: str) -> int | None:
-        found = self._ipr.link_lookup(ifname=name)
-        return found[0] if found else None
+        """The link's index; None when there is no such link."""
+        if name in self._indexes:
+            return self._indexes[name]
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            index = int(self._ipr.link("get", ifname=name)[0]["index"])
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                return None
+            raise KernelChangeError(f"find {name}", e.code, str(e)) from e
+        self._indexes[name] = index
+        return index
 
     def _need(self, name: str, what: str) -> int:
         index = self.index(name)
@@ -81,6 +93,8 @@ class KernelChanger:
         return index
 
     # -- links -------------------------------------------------------------------------
+    # Links are named by ifname in requests (the kernel resolves it): one round trip per
+    # change, no lookup.
 
     def add_link(
         self,
@@ -94,8 +108,6 @@ class KernelChanger:
         hwaddr: str | None = None,
     ) -> None:
         what = f"add {kind} {name}"
-        if self.index(name) is not None:
-            raise KernelChangeError(what, errno.EEXIST, f"{name} exists")
         attrs: dict[str, Any] = {"ifname": name, "kind": kind}
         if mtu and kind != "bond":  # a bond's MTU is set once it exists (see below)
             attrs["mtu"] = mtu
@@ -104,6 +116,7 @@ class KernelChanger:
         elif kind == "vlan":
             attrs["link"] = self._need(parent or "", what)
             attrs["vlan_id"] = vlan_id
+        self._indexes.pop(name, None)
         self._call(what, self._ipr.link, "add", **attrs)
         if kind == "bond":
             options = dict(bond_options or {})
@@ -119,49 +132,40 @@ class KernelChanger:
                 self.set_hwaddr(name, hwaddr)
 
     def del_link(self, name: str) -> None:
-        index = self.index(name)
-        if index is None:
-            return
-        self._call(f"delete {name}", self._ipr.link, "del", index=index, ignore=(errno.ENODEV,))
+        self._indexes.pop(name, None)
+        self._call(f"delete {name}", self._ipr.link, "del", ifname=name, ignore=(errno.ENODEV,))
 
-    def set_master(self, name: str, master: str | None) -> None:
+    def set_master(self, name: str, master: str | None, bond: bool = False) -> None:
+        """`bond`: the master is a bond, whose driver only takes slaves that are down."""
         what = f"set {name} master {master or 'none'}"
-        index = self._need(name, what)
         if master is None:
-            self._call(what, self._ipr.link, "set", index=index, master=0)
+            self._call(what, self._ipr.link, "set", ifname=name, master=0)
             return
         master_index = self._need(master, what)
-        kind = self._kind(master_index)
-        was_up = self._is_up(index)
-        if kind == "bond" and was_up:
-            # The bonding driver only takes slaves that are down.
-            self._call(what, self._ipr.link, "set", index=index, state="down")
-        self._call(what, self._ipr.link, "set", index=index, master=master_index)
-        if kind == "bond" and was_up:
-            self._call(what, self._ipr.link, "set", index=index, state="up")
+        was_up = bond and self._is_up(name)
+        if was_up:
+            self._call(what, self._ipr.link, "set", ifname=name, state="down")
+        self._call(what, self._ipr.link, "set", ifname=name, master=master_index)
+        if was_up:
+            self._call(what, self._ipr.link, "set", ifname=name, state="up")
 
     def set_mtu(self, name: str, mtu: int) -> None:
-        what = f"set {name} mtu {mtu}"
-        self._call(what, self._ipr.link, "set", index=self._need(name, what), mtu=mtu)
+        self._call(f"set {name} mtu {mtu}", self._ipr.link, "set", ifname=name, mtu=mtu)
 
     def set_up(self, name: str) -> None:
-        what = f"set {name} up"
-        self._call(what, self._ipr.link, "set", index=self._need(name, what), state="up")
+        self._call(f"set {name} up", self._ipr.link, "set", ifname=name, state="up")
 
     def set_down(self, name: str) -> None:
-        what = f"set {name} down"
-        self._call(what, self._ipr.link, "set", index=self._need(name, what), state="down")
+        self._call(f"set {name} down", self._ipr.link, "set", ifname=name, state="down")
 
     def set_hwaddr(self, name: str, hwaddr: str) -> None:
         what = f"set {name} address {hwaddr}"
-        self._call(what, self._ipr.link, "set", index=self._need(name, what), address=hwaddr)
+        self._call(what, self._ipr.link, "set", ifname=name, address=hwaddr)
 
     def set_stp(self, name: str, stp: bool) -> None:
         what = f"set {name} stp {'on' if stp else 'off'}"
-        index = self._need(name, what)
-        self._call(
-            what, self._ipr.link, "set", index=index, kind="bridge", br_stp_state=1 if stp else 0
-        )
+        state = 1 if stp else 0
+        self._call(what, self._ipr.link, "set", ifname=name, kind="bridge", br_stp_state=state)
 
     def set_bond_option(self, name: str, option: str, value: str) -> None:
         what = f"set bond {name} {option}={value}"
@@ -171,13 +175,8 @@ class KernelChanger:
         except OSError as e:
             raise KernelChangeError(what, e.errno or errno.EIO, e.strerror or str(e)) from e
 
-    def _kind(self, index: int) -> str | None:
-        link = self._ipr.get_links(index)[0]
-        info = link.get_attr("IFLA_LINKINFO")
-        return info.get_attr("IFLA_INFO_KIND") if info is not None else None
-
-    def _is_up(self, index: int) -> bool:
-        return bool(self._ipr.get_links(index)[0]["flags"] & 1)
+    def _is_up(self, name: str) -> bool:
+        return bool(self._ipr.link("get", ifname=name)[0]["flags"] & 1)
 
     # -- addresses and routes -----------------------------------------------------------
 
