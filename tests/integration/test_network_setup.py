@@ -171,6 +171,24 @@ def test_unsafe_changes_are_lost_at_restore(lab) -> None:
     assert kernel_view(host) == safe_view
 
 
+def test_ipv6_static_address_gateway_and_autoconf(lab) -> None:
+    host, engine, daemon = lab
+    engine.ip("addr", "add", "fd00:77::1/64", "dev", "veth_0p", "nodad")
+    with closing(host_client(daemon)) as client:
+        net = {"nic": NIC, "ipv6addr": "fd00:77::2/64", "ipv6gateway": "fd00:77::1"}
+        assert client.setup({"v6": net})["result"]["code"] == 0
+        caps = client.result("Host.getNetworkCapabilities")["networks"]["v6"]
+        assert "fd00:77::2/64" in caps["ipv6addrs"]
+        assert caps["ipv6gateway"] == "fd00:77::1"
+        assert caps["ipv6autoconf"] is False
+        assert host.run("sysctl", "-n", "net.ipv6.conf.v6.accept_ra").stdout.strip() == "0"
+        assert client.setup({"v6": dict(net, ipv6autoconf=True)})["result"]["code"] == 0
+        caps = client.result("Host.getNetworkCapabilities")["networks"]["v6"]
+        assert caps["ipv6autoconf"] is True
+        error = client.setup({"v6": dict(net, dhcpv6=True)})["error"]
+        assert error["code"] == 21 and "dhcpv6" in error["message"]
+
+
 def test_network_removal_and_default_route_move(lab) -> None:
     host, _engine, daemon = lab
     host.add_veth("veth_1", "veth_1p")
@@ -263,12 +281,15 @@ def test_dry_run_lists_the_changes_and_makes_none(lab) -> None:
         ("add_link", "ovirtmgmt"),
         ("set_master", NIC),
         ("set_up", "ovirtmgmt"),
+        ("set_ipv6_sysctl", "ovirtmgmt"),
+        ("set_ipv6_sysctl", "ovirtmgmt"),
         ("add_addr", "ovirtmgmt"),
         ("add_route", "ovirtmgmt"),
     ]
+    assert {(c["key"], c["value"]) for c in changes[3:5]} == {("accept_ra", "0"), ("autoconf", "0")}
     assert changes[0]["kind"] == "bridge" and changes[0]["mtu"] == 1500
-    assert changes[3]["cidr"] == f"{HOST_ADDR}/24"
-    assert changes[4]["gateway"] == ENGINE_ADDR
+    assert changes[5]["cidr"] == f"{HOST_ADDR}/24"
+    assert changes[6]["gateway"] == ENGINE_ADDR
 
 
 BAD_REQUESTS = [

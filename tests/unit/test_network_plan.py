@@ -60,6 +60,30 @@ def test_vlan_network_on_a_bond_is_built_bottom_up() -> None:
     ]
 
 
+def test_bond_slaves_are_enslaved_as_bond_slaves() -> None:
+    kernel = KernelState({"eth0": link("eth0"), "eth1": link("eth1")}, {}, {})
+    new = config(bondings={"bond0": {"nics": ["eth0", "eth1"], "options": "mode=1"}})
+    steps = plan.plan(plan.Layout(), plan.layout(new), kernel)
+    enslave = [s for s in steps if s.action == "set_master"]
+    assert [s.args for s in enslave] == [{"master": "bond0", "bond": True}] * 2
+
+
+def test_ipv6autoconf_sysctls_only_where_they_differ() -> None:
+    conf = {"accept_ra": "1", "autoconf": "1"}
+    kernel = KernelState(
+        {"eth0": link("eth0")}, {}, {}, {"eth0": dict(conf), "default": dict(conf)}
+    )
+    off = config({"net": {"nic": "eth0", "bridged": False}})
+    steps = plan.plan(plan.Layout(), plan.layout(off), kernel)
+    assert [(s.action, s.args) for s in steps] == [
+        ("set_ipv6_sysctl", {"key": "accept_ra", "value": "0"}),
+        ("set_ipv6_sysctl", {"key": "autoconf", "value": "0"}),
+    ]
+    assert inverse(steps)[0].args == {"key": "autoconf", "value": "1"}
+    on = config({"net": {"nic": "eth0", "bridged": False, "ipv6autoconf": True}})
+    assert plan.plan(plan.Layout(), plan.layout(on), kernel) == []
+
+
 def test_removal_tears_down_top_first_and_undo_rebuilds() -> None:
     old = config({"net": {"nic": "eth0", "ipaddr": "10.0.0.2", "prefix": 24, "vlan": 5}})
     kernel = KernelState(

@@ -238,6 +238,8 @@ def _canonical_ipv4(net: dict[str, Any], attrs: Mapping[str, Any], what: str) ->
 def _canonical_ipv6(net: dict[str, Any], attrs: Mapping[str, Any], what: str) -> None:
     net["ipv6autoconf"] = _bool(attrs.get("ipv6autoconf", False), "ipv6autoconf", what)
     net["dhcpv6"] = _bool(attrs.get("dhcpv6", False), "dhcpv6", what)
+    if net["dhcpv6"]:
+        raise NetworkParamsError(f"{what}: dhcpv6 is not supported (no DHCPv6 client here)")
     ipv6addr = attrs.get("ipv6addr", "")
     if ipv6addr:
         try:

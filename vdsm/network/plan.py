@@ -50,6 +50,7 @@ class Layout:
     devices: dict[str, Device] = field(default_factory=dict)
     addresses: dict[str, set[str]] = field(default_factory=dict)  # top device -> cidrs
     routes: dict[str, set[str]] = field(default_factory=dict)  # top device -> gateways
+    ipv6autoconf: dict[str, bool] = field(default_factory=dict)  # top device -> wanted
 
     def owned(self) -> set[str]:
         return {n for n, d in self.devices.items() if d.kind in VIRTUAL_KINDS}
@@ -99,6 +100,7 @@ def layout(config: NetConfig) -> Layout:
             addresses.add(f"{net['ipaddr']}/{prefix}")
         if "ipv6addr" in net:
             addresses.add(net["ipv6addr"])
+        out.ipv6autoconf[top] = net["ipv6autoconf"]
         routes = out.routes.setdefault(top, set())
         if net.get("gateway") and net["defaultRoute"]:
             routes.add(net["gateway"])
@@ -136,6 +138,7 @@ class _Planner:
         self._mtu()
         self._attach()
         self._up()
+        self._ipv6autoconf()
         self._addresses()
         self._routes()
         return self.out
@@ -293,12 +296,10 @@ class _Planner:
                     continue
                 if self.masters.get(name) == dev.master and name not in self.created:
                     continue
-                self.add(
-                    "set_master",
-                    name,
-                    [Step("set_master", name, {"master": None})],
-                    master=dev.master,
-                )
+                args: dict[str, Any] = {"master": dev.master}
+                if self.new.devices[dev.master].kind == "bond":
+                    args["bond"] = True  # the slave must be down while enslaved
+                self.add("set_master", name, [Step("set_master", name, {"master": None})], **args)
 
     def _up(self) -> None:
         for kind in KIND_ORDER:
@@ -310,6 +311,18 @@ class _Planner:
                     self.add("set_up", name)
                 elif not link.up:
                     self.add("set_up", name, [Step("set_down", name)])
+
+    def _ipv6autoconf(self) -> None:
+        """Router advertisements and SLAAC on (ipv6autoconf) or off, on each top device."""
+        for dev, wanted in sorted(self.new.ipv6autoconf.items()):
+            created = not self._exists(dev)
+            current = self.kernel.ipv6conf.get("default" if created else dev, {})
+            value = "1" if wanted else "0"
+            for key, now in sorted(current.items()):
+                if now == value:
+                    continue
+                undo = [] if created else [Step("set_ipv6_sysctl", dev, {"key": key, "value": now})]
+                self.add("set_ipv6_sysctl", dev, undo, key=key, value=value)
 
     def _addresses(self) -> None:
         for dev, cidrs in sorted(self.new.addresses.items()):

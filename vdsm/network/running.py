@@ -13,6 +13,9 @@ from pathlib import Path
 from vdsm.network import report
 from vdsm.system.netlink import Snapshot
 
+PROC_SYS_NET = report.PROC_SYS_NET
+# The IPv6 sysctls ipv6autoconf sets (router advertisements and SLAAC).
+IPV6_AUTOCONF_KEYS = ("accept_ra", "autoconf")
 RT_TABLE_MAIN = 254
 RT_SCOPE_LINK = 253
 # Links a network may sit on: NICs (no kind) and the virtual ones tests and labs use.
@@ -42,6 +45,8 @@ class KernelState:
     links: dict[str, LinkState]
     addresses: dict[str, set[str]]  # link -> {"a.b.c.d/p", "x::y/p"}
     routes: dict[str, set[str]]  # link -> default gateways {"10.0.0.1", "fe80::1"}
+    # link -> {accept_ra, autoconf}; "default": what a new link gets
+    ipv6conf: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def nics(self) -> set[str]:
         return {name for name, link in self.links.items() if link.is_nic and name != "lo"}
@@ -50,8 +55,12 @@ class KernelState:
         return {name: link.kind or "" for name, link in self.links.items() if not link.is_nic}
 
 
-def kernel_state(snapshot: Snapshot, sys_class_net: Path = report.SYS_CLASS_NET) -> KernelState:
-    """Blocking (reads bond options from sysfs): call it in a worker thread."""
+def kernel_state(
+    snapshot: Snapshot,
+    sys_class_net: Path = report.SYS_CLASS_NET,
+    proc_sys_net: Path = PROC_SYS_NET,
+) -> KernelState:
+    """Blocking (reads bond options and IPv6 sysctls): call it in a worker thread."""
     by_index = snapshot.link_by_index()
     links: dict[str, LinkState] = {}
     for link in snapshot.links:
@@ -87,4 +96,17 @@ def kernel_state(snapshot: Snapshot, sys_class_net: Path = report.SYS_CLASS_NET)
             and route.oif in names
         ):
             routes.setdefault(names[route.oif], set()).add(route.gateway)
-    return KernelState(links, addresses, routes)
+    ipv6conf = {
+        name: _ipv6_conf(proc_sys_net / "ipv6" / "conf" / name) for name in [*links, "default"]
+    }
+    return KernelState(links, addresses, routes, ipv6conf)
+
+
+def _ipv6_conf(directory: Path) -> dict[str, str]:
+    values = {}
+    for key in IPV6_AUTOCONF_KEYS:
+        try:
+            values[key] = (directory / key).read_text().strip()
+        except OSError:
+            continue  # IPv6 not available on this link
+    return values

@@ -22,6 +22,7 @@ from typing import Any
 log = logging.getLogger("vdsm.system.iproute")
 
 SYS_CLASS_NET = Path("/sys/class/net")
+PROC_SYS_NET = Path("/proc/sys/net")
 # Options the bonding driver takes only while the bond is down and has no slaves.
 BOND_MODE_OPTION = "mode"
 
@@ -33,7 +34,9 @@ class KernelChangeError(OSError):
 
 
 class KernelChanger:
-    def __init__(self, sys_class_net: Path = SYS_CLASS_NET) -> None:
+    def __init__(
+        self, sys_class_net: Path = SYS_CLASS_NET, proc_sys_net: Path = PROC_SYS_NET
+    ) -> None:
         # Imported here: pyroute2 is heavy (~20 MB, ~100 ms) and only setupNetworks needs it.
         from pyroute2 import IPRoute
 
@@ -42,6 +45,7 @@ class KernelChanger:
         logging.getLogger("pyroute2").setLevel(logging.WARNING)
         self._ipr = IPRoute()
         self._sys = sys_class_net
+        self._proc_sys_net = proc_sys_net
         self._indexes: dict[str, int] = {}
 
     def close(self) -> None:
@@ -172,6 +176,13 @@ class KernelChanger:
         path = self._sys / name / "bonding" / option
         try:
             path.write_text(f"{value}\n" if value else "\n")
+        except OSError as e:
+            raise KernelChangeError(what, e.errno or errno.EIO, e.strerror or str(e)) from e
+
+    def set_ipv6_sysctl(self, name: str, key: str, value: str) -> None:
+        what = f"set net.ipv6.conf.{name}.{key}={value}"
+        try:
+            (self._proc_sys_net / "ipv6" / "conf" / name / key).write_text(f"{value}\n")
         except OSError as e:
             raise KernelChangeError(what, e.errno or errno.EIO, e.strerror or str(e)) from e
 
