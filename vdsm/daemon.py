@@ -70,6 +70,7 @@ class Daemon:
         from vdsm.jobs import JobRegistry
         from vdsm.network.apply import Applier
         from vdsm.network.connectivity import ConnectivityMonitor
+        from vdsm.network.dhcp import DhcpClients
         from vdsm.network.monitor import NetworkChangeMonitor
         from vdsm.network.persistence import NetPersistence
         from vdsm.network.report import NetworkReport
@@ -139,6 +140,7 @@ class Daemon:
             connectivity=connectivity,
             report=network_report,
             hooks=_network_hooks(cfg.paths.hooks_dir),
+            dhcp=DhcpClients(cfg.paths.run_dir),
         )
         network_report.networks = lambda: self.network.running_config().networks
 
@@ -384,6 +386,7 @@ class Daemon:
         await self.http.close()
         await self.listener.wait_closed(timeout=5.0)
         await self.storage.shutdown()
+        await self.network.close()
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):

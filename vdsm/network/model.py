@@ -101,6 +101,8 @@ class Request:
     removed_networks: set[str]
     removed_bonds: set[str]
     options: dict[str, Any]
+    # Networks whose DHCP lease the call waits for (`blockingdhcp`, never persisted).
+    blocking_dhcp: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -325,6 +327,10 @@ def canonical_request(
             request.removed_networks.add(name)
             continue
         net = canonical_network(name, attrs)
+        if net["bootproto"] == "dhcp" and _bool(
+            attrs.get("blockingdhcp", False), "blockingdhcp", name
+        ):
+            request.blocking_dhcp.add(name)
         if net["defaultRoute"]:
             defaults.append(name)
         request.networks[name] = net

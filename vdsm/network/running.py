@@ -47,6 +47,7 @@ class KernelState:
     routes: dict[str, set[str]]  # link -> default gateways {"10.0.0.1", "fe80::1"}
     # link -> {accept_ra, autoconf}; "default": what a new link gets
     ipv6conf: dict[str, dict[str, str]] = field(default_factory=dict)
+    dynamic: dict[str, set[str]] = field(default_factory=dict)  # link -> DHCP leases (IPv4)
 
     def nics(self) -> set[str]:
         return {name for name, link in self.links.items() if link.is_nic and name != "lo"}
@@ -83,8 +84,14 @@ def kernel_state(
         )
     names = {link.index: link.name for link in snapshot.links}
     addresses: dict[str, set[str]] = {}
+    dynamic: dict[str, set[str]] = {}
     for addr in snapshot.addresses:
-        if addr.scope == RT_SCOPE_LINK or not addr.permanent or addr.index not in names:
+        if addr.scope == RT_SCOPE_LINK or addr.index not in names:
+            continue
+        if not addr.permanent:
+            # A lease (DHCP) or SLAAC: the client's business, never planned.
+            if addr.family == 4:
+                dynamic.setdefault(names[addr.index], set()).add(addr.cidr)
             continue
         addresses.setdefault(names[addr.index], set()).add(addr.cidr)
     routes: dict[str, set[str]] = {}
@@ -99,7 +106,7 @@ def kernel_state(
     ipv6conf = {
         name: _ipv6_conf(proc_sys_net / "ipv6" / "conf" / name) for name in [*links, "default"]
     }
-    return KernelState(links, addresses, routes, ipv6conf)
+    return KernelState(links, addresses, routes, ipv6conf, dynamic)
 
 
 def _ipv6_conf(directory: Path) -> dict[str, str]:

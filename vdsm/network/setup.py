@@ -24,10 +24,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vdsm import errors
-from vdsm.errors.network import ConnectivityCheckFailed, NetworkHookFailed, NetworkIfupFailed
+from vdsm.errors.network import (
+    ConnectivityCheckFailed,
+    NetworkHookFailed,
+    NetworkIfupFailed,
+    NetworkParamsError,
+)
 from vdsm.network import model, plan
 from vdsm.network.apply import Applier, TransactionFailed
 from vdsm.network.connectivity import ConnectivityMonitor
+from vdsm.network.dhcp import DhcpClients, dhcp_devices, top_device
 from vdsm.network.persistence import NetPersistence
 from vdsm.network.report import SYS_CLASS_NET
 from vdsm.network.running import KernelState, kernel_state
@@ -36,6 +42,7 @@ from vdsm.system.netlink import Netlink
 log = logging.getLogger("vdsm.network.setup")
 
 DONE = {"code": 0, "message": "Done"}
+DHCP_TIMEOUT = 30.0  # seconds a blockingdhcp call waits for its leases
 
 
 class HookResultLike(Protocol):
@@ -65,6 +72,7 @@ class NetworkService:
         connectivity: ConnectivityMonitor,
         report: Invalidatable | None = None,
         hooks: Hooks | None = None,
+        dhcp: DhcpClients | None = None,
         sys_class_net: Path = SYS_CLASS_NET,
     ) -> None:
         self.netlink = netlink
@@ -73,6 +81,7 @@ class NetworkService:
         self.connectivity = connectivity
         self.report = report
         self.hooks = hooks
+        self.dhcp = dhcp
         self._sys = sys_class_net
         self._lock = asyncio.Lock()
         self._running: model.NetConfig | None = None
@@ -84,6 +93,16 @@ class NetworkService:
         """Reads the running configuration and the dirty flag (at start, after a restore)."""
         self._running = await asyncio.to_thread(self.persistence.running.load)
         self._safe = await asyncio.to_thread(self.persistence.safe.load)
+        await self._sync_dhcp(self._running)
+
+    async def close(self) -> None:
+        """At daemon stop: the DHCP clients are our children."""
+        if self.dhcp is not None:
+            await self.dhcp.stop_all()
+
+    async def _sync_dhcp(self, config: model.NetConfig) -> None:
+        if self.dhcp is not None:
+            await self.dhcp.sync(config)
 
     def running_config(self) -> model.NetConfig:
         return self._running.copy() if self._running is not None else model.NetConfig()
@@ -149,22 +168,35 @@ class NetworkService:
             raise NetworkIfupFailed(f"network changes timed out: {e}") from None
         applied_at = time.monotonic()
         await self._record(wanted)
+        await self._sync_dhcp(wanted)
         opts = request.options
+        if request.blocking_dhcp and self.dhcp is not None:
+            tops = [top_device(n, wanted.networks[n]) for n in sorted(request.blocking_dhcp)]
+            missing = await self.dhcp.wait_for_lease(tops, self.kernel, DHCP_TIMEOUT)
+            if missing:
+                await self._rollback(done, running, wire)
+                raise NetworkIfupFailed(f"no DHCP lease on {', '.join(missing)}")
         if opts["connectivityCheck"] and not opts["_inRollback"]:
             timeout = opts["connectivityTimeout"]
             if not await self.connectivity.wait(applied_at, timeout):
                 log.warning("no client confirmed connectivity in %s s: rolling back", timeout)
-                problems = await self.applier.revert(done)
-                await self._record(running)
-                await self._after_hooks("after_network_setup_fail", wire)
-                if problems:
-                    log.error("rollback incomplete: %s", problems)
+                await self._rollback(done, running, wire)
                 raise ConnectivityCheckFailed()
         if opts["commitOnSuccess"]:
             await self._commit()
         await self._after_hooks("after_network_setup", wire)
         log.info("setupNetworks done in %.3f s", time.monotonic() - started)
         return dict(DONE)
+
+    async def _rollback(
+        self, done: list[plan.Step], running: model.NetConfig, wire: dict[str, Any]
+    ) -> None:
+        problems = await self.applier.revert(done)
+        await self._record(running)
+        await self._sync_dhcp(running)
+        await self._after_hooks("after_network_setup_fail", wire)
+        if problems:
+            log.error("rollback incomplete: %s", problems)
 
     def _check(
         self,
@@ -178,6 +210,8 @@ class NetworkService:
         wanted = model.merge(running, request)
         host = model.HostLinks(kernel.nics(), kernel.others())
         model.validate(wanted, host, request)
+        if dhcp_devices(wanted) and (self.dhcp is None or not self.dhcp.available()):
+            raise NetworkParamsError("bootproto dhcp is not supported: no DHCP client here")
         return request, wanted
 
     async def _record(self, config: model.NetConfig) -> None:
@@ -247,5 +281,6 @@ class NetworkService:
                 except TransactionFailed as e:
                     raise NetworkIfupFailed(f"cannot restore the safe configuration: {e}") from None
             await self._record(safe)
+            await self._sync_dhcp(safe)
             self._safe = safe.copy()
             return [step.describe() for step in steps]
