@@ -74,6 +74,7 @@ class Daemon:
         from vdsm.network.monitor import NetworkChangeMonitor
         from vdsm.network.persistence import NetPersistence
         from vdsm.network.report import NetworkReport
+        from vdsm.network.resolver import Resolver
         from vdsm.network.setup import NetworkService
         from vdsm.network.stats import NetworkStatistics
         from vdsm.rpc.http_frontend import HttpFrontend
@@ -141,6 +142,7 @@ class Daemon:
             report=network_report,
             hooks=_network_hooks(cfg.paths.hooks_dir),
             dhcp=DhcpClients(cfg.paths.run_dir),
+            resolver=Resolver(),
         )
         network_report.networks = lambda: self.network.running_config().networks
 

@@ -171,6 +171,43 @@ def test_unsafe_changes_are_lost_at_restore(lab) -> None:
     assert kernel_view(host) == safe_view
 
 
+@pytest.fixture
+def resolv_conf(netns_factory, vdsmd):
+    """A daemon whose /etc/resolv.conf is its namespace's own (ip netns exec bind-mounts
+    /etc/netns/<ns>/resolv.conf over it), so the host's file is never touched."""
+    host = netns_factory(veth=None)
+    host.add_veth(NIC, "veth_0p")
+    own = Path("/etc/netns") / host.name / "resolv.conf"
+    own.parent.mkdir(parents=True)
+    own.write_text("search example.test\nnameserver 192.0.2.53\n")
+    try:
+        yield host, vdsmd(netns=host.name), own
+    finally:
+        own.unlink(missing_ok=True)
+        own.parent.rmdir()
+
+
+def test_nameservers_of_the_default_route_network(resolv_conf) -> None:
+    host, daemon, own = resolv_conf
+    net = dict(OVIRTMGMT, nameservers=["192.0.2.1", "192.0.2.2"])
+    with closing(host_client(daemon)) as client:
+        assert client.setup({"ovirtmgmt": net})["result"]["code"] == 0
+        text = own.read_text()
+        assert "nameserver 192.0.2.1\nnameserver 192.0.2.2\n" in text
+        assert "search example.test" in text and "192.0.2.53" not in text
+        assert client.result("Host.getNetworkCapabilities")["nameservers"] == [
+            "192.0.2.1",
+            "192.0.2.2",
+        ]
+        # Rolled back with the rest when no client confirms.
+        lost = dict(net, nameservers=["192.0.2.9"])
+        error = client.setup({"ovirtmgmt": lost}, connectivityCheck=True, connectivityTimeout=1)
+        assert error["error"]["code"] == 10
+        assert "nameserver 192.0.2.1\nnameserver 192.0.2.2\n" in own.read_text()
+        assert "192.0.2.9" not in own.read_text()
+    assert "ovirtmgmt" in kernel_view(host)["links"]
+
+
 def test_ipv6_static_address_gateway_and_autoconf(lab) -> None:
     host, engine, daemon = lab
     engine.ip("addr", "add", "fd00:77::1/64", "dev", "veth_0p", "nodad")

@@ -115,3 +115,19 @@ def test_a_bond_slave_cannot_carry_a_network_of_the_running_config() -> None:
 def test_ipaddr_with_dhcp_is_refused() -> None:
     with pytest.raises(NetworkParamsError, match="dhcp"):
         request({"n": {"nic": "eth0", "bootproto": "dhcp", "ipaddr": "1.2.3.4", "prefix": 8}})
+
+
+def test_static_default_route_network_gets_the_host_resolvers() -> None:
+    nets = model.canonical_request(
+        {
+            "mgmt": {"nic": "eth0", "ipaddr": "10.0.0.2", "prefix": 24, "defaultRoute": True},
+            "other": {"nic": "eth1"},
+            "own": {"nic": "eth2", "defaultRoute": False, "nameservers": ["192.0.2.7"]},
+        },
+        {},
+        {},
+        default_nameservers=["192.0.2.1"],
+    ).networks
+    assert nets["mgmt"]["nameservers"] == ["192.0.2.1"]
+    assert nets["other"]["nameservers"] == []
+    assert nets["own"]["nameservers"] == ["192.0.2.7"]

@@ -135,7 +135,11 @@ def _int(value: Any, name: str, what: str, error: type[NetworkParamsError] | Any
         raise error(f"{what}: {name} must be a number, not {value!r}") from None
 
 
-def canonical_network(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+def canonical_network(
+    name: str, attrs: Mapping[str, Any], default_nameservers: list[str] | None = None
+) -> dict[str, Any]:
+    """`default_nameservers`: the host's resolvers, which a static default-route
+    network without `nameservers` gets (as upstream does)."""
     what = f"network {name}"
     if not isinstance(attrs, Mapping):
         raise NetworkParamsError(f"{what}: attributes must be an object")
@@ -173,7 +177,10 @@ def canonical_network(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     _canonical_ipv4(net, attrs, what)
     _canonical_ipv6(net, attrs, what)
     net["defaultRoute"] = _bool(attrs.get("defaultRoute", False), "defaultRoute", what)
-    nameservers = attrs.get("nameservers", [])
+    nameservers = attrs.get("nameservers")
+    if nameservers is None:
+        static_default = net["defaultRoute"] and net["bootproto"] == "none"
+        nameservers = list(default_nameservers or []) if static_default else []
     if not isinstance(nameservers, list):
         raise NetworkParamsError(f"{what}: nameservers must be a list")
     for server in nameservers:
@@ -312,7 +319,10 @@ def canonical_bond(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def canonical_request(
-    networks: Mapping[str, Any], bondings: Mapping[str, Any], options: Mapping[str, Any]
+    networks: Mapping[str, Any],
+    bondings: Mapping[str, Any],
+    options: Mapping[str, Any],
+    default_nameservers: list[str] | None = None,
 ) -> Request:
     if not isinstance(networks, Mapping) or not isinstance(bondings, Mapping):
         raise NetworkParamsError("networks and bondings must be objects")
@@ -326,7 +336,7 @@ def canonical_request(
         if isinstance(attrs, Mapping) and _bool(attrs.get("remove", False), "remove", name):
             request.removed_networks.add(name)
             continue
-        net = canonical_network(name, attrs)
+        net = canonical_network(name, attrs, default_nameservers)
         if net["bootproto"] == "dhcp" and _bool(
             attrs.get("blockingdhcp", False), "blockingdhcp", name
         ):

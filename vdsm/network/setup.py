@@ -36,6 +36,7 @@ from vdsm.network.connectivity import ConnectivityMonitor
 from vdsm.network.dhcp import DhcpClients, dhcp_devices, top_device
 from vdsm.network.persistence import NetPersistence
 from vdsm.network.report import SYS_CLASS_NET
+from vdsm.network.resolver import Resolver, wanted_nameservers
 from vdsm.network.running import KernelState, kernel_state
 from vdsm.system.netlink import Netlink
 
@@ -73,6 +74,7 @@ class NetworkService:
         report: Invalidatable | None = None,
         hooks: Hooks | None = None,
         dhcp: DhcpClients | None = None,
+        resolver: Resolver | None = None,
         sys_class_net: Path = SYS_CLASS_NET,
     ) -> None:
         self.netlink = netlink
@@ -82,10 +84,12 @@ class NetworkService:
         self.report = report
         self.hooks = hooks
         self.dhcp = dhcp
+        self.resolver = resolver
         self._sys = sys_class_net
         self._lock = asyncio.Lock()
         self._running: model.NetConfig | None = None
         self._safe: model.NetConfig | None = None  # None: not read yet
+        self._host_resolvers: list[str] = []
 
     # -- state ---------------------------------------------------------------------------
 
@@ -139,6 +143,9 @@ class NetworkService:
         started = time.monotonic()
         running = await asyncio.to_thread(self.persistence.running.load)
         kernel = await self.kernel()
+        self._host_resolvers = (
+            await asyncio.to_thread(self.resolver.current) if self.resolver is not None else []
+        )
         request, wanted = self._check(running, kernel, networks, bondings, options)
         wire = {"networks": networks, "bondings": bondings, "options": options}
         if self.hooks is not None and not request.options["dryRun"]:
@@ -169,18 +176,19 @@ class NetworkService:
         applied_at = time.monotonic()
         await self._record(wanted)
         await self._sync_dhcp(wanted)
+        resolv_before = await self._set_resolvers(wanted)
         opts = request.options
         if request.blocking_dhcp and self.dhcp is not None:
             tops = [top_device(n, wanted.networks[n]) for n in sorted(request.blocking_dhcp)]
             missing = await self.dhcp.wait_for_lease(tops, self.kernel, DHCP_TIMEOUT)
             if missing:
-                await self._rollback(done, running, wire)
+                await self._rollback(done, running, wire, resolv_before)
                 raise NetworkIfupFailed(f"no DHCP lease on {', '.join(missing)}")
         if opts["connectivityCheck"] and not opts["_inRollback"]:
             timeout = opts["connectivityTimeout"]
             if not await self.connectivity.wait(applied_at, timeout):
                 log.warning("no client confirmed connectivity in %s s: rolling back", timeout)
-                await self._rollback(done, running, wire)
+                await self._rollback(done, running, wire, resolv_before)
                 raise ConnectivityCheckFailed()
         if opts["commitOnSuccess"]:
             await self._commit()
@@ -188,12 +196,28 @@ class NetworkService:
         log.info("setupNetworks done in %.3f s", time.monotonic() - started)
         return dict(DONE)
 
+    async def _set_resolvers(self, config: model.NetConfig) -> str | None:
+        """The previous resolv.conf text when it was rewritten, for a rollback."""
+        if self.resolver is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.resolver.apply, wanted_nameservers(config))
+        except OSError as e:
+            log.error("cannot write the resolvers to %s: %s", self.resolver.path, e)
+            return None
+
     async def _rollback(
-        self, done: list[plan.Step], running: model.NetConfig, wire: dict[str, Any]
+        self,
+        done: list[plan.Step],
+        running: model.NetConfig,
+        wire: dict[str, Any],
+        resolv_before: str | None,
     ) -> None:
         problems = await self.applier.revert(done)
         await self._record(running)
         await self._sync_dhcp(running)
+        if resolv_before is not None and self.resolver is not None:
+            await asyncio.to_thread(self.resolver.restore, resolv_before)
         await self._after_hooks("after_network_setup_fail", wire)
         if problems:
             log.error("rollback incomplete: %s", problems)
@@ -206,7 +230,7 @@ class NetworkService:
         bondings: Mapping[str, Any],
         options: Mapping[str, Any],
     ) -> tuple[model.Request, model.NetConfig]:
-        request = model.canonical_request(networks, bondings, options)
+        request = model.canonical_request(networks, bondings, options, self._host_resolvers)
         wanted = model.merge(running, request)
         host = model.HostLinks(kernel.nics(), kernel.others())
         model.validate(wanted, host, request)
@@ -282,5 +306,6 @@ class NetworkService:
                     raise NetworkIfupFailed(f"cannot restore the safe configuration: {e}") from None
             await self._record(safe)
             await self._sync_dhcp(safe)
+            await self._set_resolvers(safe)
             self._safe = safe.copy()
             return [step.describe() for step in steps]
