@@ -208,6 +208,30 @@ def test_nameservers_of_the_default_route_network(resolv_conf) -> None:
     assert "ovirtmgmt" in kernel_view(host)["links"]
 
 
+def test_custom_bridge_opts(lab) -> None:
+    host, _engine, daemon = lab
+
+    def sysfs(option: str) -> str:
+        return host.run("cat", f"/sys/class/net/ovirtmgmt/bridge/{option}").stdout.strip()
+
+    net = dict(OVIRTMGMT, custom={"bridge_opts": "multicast_snooping=0 multicast_querier=1"})
+    with closing(host_client(daemon)) as client:
+        assert client.setup({"ovirtmgmt": net})["result"]["code"] == 0
+        assert (sysfs("multicast_snooping"), sysfs("multicast_querier")) == ("0", "1")
+        assert client.setup({"ovirtmgmt": net}, dryRun=True)["result"] == []
+        other = dict(net, custom={"bridge_opts": "multicast_snooping=1"})
+        error = client.setup({"ovirtmgmt": other}, connectivityCheck=True, connectivityTimeout=1)
+        assert error["error"]["code"] == 10
+        assert sysfs("multicast_snooping") == "0"
+        bad = dict(net, custom={"bridge_opts": "no_such_option=1"})
+        error = client.setup({"ovirtmgmt": bad})["error"]
+        assert error["code"] == 29 and "no_such_option" in error["message"]
+        assert (
+            client.setup({"ovirtmgmt": dict(net, custom={"bridge_opts": "x"})})["error"]["code"]
+            == 27
+        )
+
+
 def test_ipv6_static_address_gateway_and_autoconf(lab) -> None:
     host, engine, daemon = lab
     engine.ip("addr", "add", "fd00:77::1/64", "dev", "veth_0p", "nodad")

@@ -188,7 +188,13 @@ def canonical_network(
     net["nameservers"] = list(nameservers)
     net["switch"] = LEGACY
     if attrs.get("custom"):
-        net["custom"] = copy.deepcopy(attrs["custom"])
+        if not isinstance(attrs["custom"], Mapping):
+            raise NetworkParamsError(f"{what}: custom must be an object")
+        net["custom"] = copy.deepcopy(dict(attrs["custom"]))
+        if "bridge_opts" in net["custom"]:
+            if not net["bridged"]:
+                raise NetworkParamsError(f"{what}: bridge_opts needs a bridged network")
+            parse_bridge_opts(net["custom"]["bridge_opts"], what)
     if net["bridged"] and not valid_name(name):
         raise NetworkBridgeError(f"{what}: {name!r} is not a valid bridge name")
     if not net["bridged"] and "nic" not in net and "bonding" not in net:
@@ -278,6 +284,19 @@ def parse_bond_options(text: str, what: str) -> dict[str, str]:
             raise NetworkBondingError(f"{what}: unknown bonding option {key!r}")
         elif key in ("miimon", "updelay", "downdelay", "arp_interval") and not value.isdigit():
             raise NetworkBondingError(f"{what}: {key} must be a number, not {value!r}")
+        options[key] = value
+    return options
+
+
+def parse_bridge_opts(text: Any, what: str) -> dict[str, str]:
+    """custom.bridge_opts "key=value key=value": sysfs bridge attributes."""
+    if not isinstance(text, str):
+        raise NetworkBridgeError(f"{what}: bridge_opts must be a string like 'key=value'")
+    options = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_]+", key) or not value:
+            raise NetworkBridgeError(f"{what}: bad bridge option {item!r} (want key=value)")
         options[key] = value
     return options
 

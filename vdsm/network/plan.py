@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vdsm.network import report
-from vdsm.network.model import DEFAULT_MTU, NetConfig, parse_bond_options
+from vdsm.network.model import DEFAULT_MTU, NetConfig, parse_bond_options, parse_bridge_opts
 from vdsm.network.running import KernelState, LinkState
 
 VIRTUAL_KINDS = ("bond", "vlan", "bridge")
@@ -43,6 +43,7 @@ class Device:
     stp: bool = False
     bond_options: dict[str, str] = field(default_factory=dict)
     hwaddr: str | None = None
+    bridge_opts: dict[str, str] = field(default_factory=dict)  # custom.bridge_opts
 
 
 @dataclass
@@ -89,7 +90,8 @@ def layout(config: NetConfig) -> Layout:
             devices[lower] = Device(lower, "vlan", mtu=mtu, parent=base, vlan_id=net["vlan"])
         top = lower
         if net["bridged"]:
-            devices[name] = Device(name, "bridge", mtu=mtu, stp=net["stp"])
+            opts = parse_bridge_opts(net.get("custom", {}).get("bridge_opts", ""), name)
+            devices[name] = Device(name, "bridge", mtu=mtu, stp=net["stp"], bridge_opts=opts)
             if lower is not None:
                 devices[lower].master = name
             top = name
@@ -116,6 +118,12 @@ def plan(old: Layout, new: Layout, kernel: KernelState) -> list[Step]:
     return _Planner(old, new, kernel).steps()
 
 
+def bridge_opt_keys(layout: Layout) -> dict[str, set[str]]:
+    """Bridge -> the custom bridge_opts keys a layout sets: the planner compares them
+    with the kernel's (KernelState.bridge_opts, read for these keys only)."""
+    return {n: set(d.bridge_opts) for n, d in layout.devices.items() if d.bridge_opts}
+
+
 class _Planner:
     def __init__(self, old: Layout, new: Layout, kernel: KernelState) -> None:
         self.old = old
@@ -135,6 +143,7 @@ class _Planner:
         self._delete()
         self._create()
         self._bonds()
+        self._bridge_opts()
         self._mtu()
         self._attach()
         self._up()
@@ -278,6 +287,19 @@ class _Planner:
                     [Step("set_hwaddr", name, {"hwaddr": link.mac})],
                     hwaddr=dev.hwaddr,
                 )
+
+    def _bridge_opts(self) -> None:
+        for name, dev in sorted(self.new.devices.items()):
+            created = name in self.created
+            current = {} if created else self.kernel.bridge_opts.get(name, {})
+            for key, value in sorted(dev.bridge_opts.items()):
+                old = current.get(key)
+                if old == value:
+                    continue
+                undo = []
+                if old is not None:
+                    undo = [Step("set_bridge_opt", name, {"key": key, "value": old})]
+                self.add("set_bridge_opt", name, undo, key=key, value=value)
 
     def _mtu(self) -> None:
         for kind in KIND_ORDER:

@@ -48,6 +48,8 @@ class KernelState:
     # link -> {accept_ra, autoconf}; "default": what a new link gets
     ipv6conf: dict[str, dict[str, str]] = field(default_factory=dict)
     dynamic: dict[str, set[str]] = field(default_factory=dict)  # link -> DHCP leases (IPv4)
+    # bridge -> {sysfs option: value}, only the custom bridge_opts keys (read_bridge_opts)
+    bridge_opts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def nics(self) -> set[str]:
         return {name for name, link in self.links.items() if link.is_nic and name != "lo"}
@@ -116,4 +118,19 @@ def _ipv6_conf(directory: Path) -> dict[str, str]:
             values[key] = (directory / key).read_text().strip()
         except OSError:
             continue  # IPv6 not available on this link
+    return values
+
+
+def read_bridge_opts(
+    keys: dict[str, set[str]], sys_class_net: Path = report.SYS_CLASS_NET
+) -> dict[str, dict[str, str]]:
+    """Blocking: the current values of the given sysfs options of existing bridges."""
+    values: dict[str, dict[str, str]] = {}
+    for bridge, names in keys.items():
+        for name in names:
+            try:
+                text = (sys_class_net / bridge / "bridge" / name).read_text().strip()
+            except OSError:
+                continue
+            values.setdefault(bridge, {})[name] = text
     return values

@@ -37,7 +37,7 @@ from vdsm.network.dhcp import DhcpClients, dhcp_devices, top_device
 from vdsm.network.persistence import NetPersistence
 from vdsm.network.report import SYS_CLASS_NET
 from vdsm.network.resolver import Resolver, wanted_nameservers
-from vdsm.network.running import KernelState, kernel_state
+from vdsm.network.running import KernelState, kernel_state, read_bridge_opts
 from vdsm.system.netlink import Netlink
 
 log = logging.getLogger("vdsm.network.setup")
@@ -160,7 +160,7 @@ class NetworkService:
                     wire.get("bondings") or {},
                     wire.get("options") or {},
                 )
-        steps = plan.plan(plan.layout(running), plan.layout(wanted), kernel)
+        steps = await self._plan(running, wanted, kernel)
         if request.options["dryRun"]:
             return [step.describe() for step in steps]
         log.info("setupNetworks: %d kernel changes", len(steps))
@@ -195,6 +195,15 @@ class NetworkService:
         await self._after_hooks("after_network_setup", wire)
         log.info("setupNetworks done in %.3f s", time.monotonic() - started)
         return dict(DONE)
+
+    async def _plan(
+        self, running: model.NetConfig, wanted: model.NetConfig, kernel: KernelState
+    ) -> list[plan.Step]:
+        new = plan.layout(wanted)
+        keys = plan.bridge_opt_keys(new)
+        if keys:
+            kernel.bridge_opts = await asyncio.to_thread(read_bridge_opts, keys, self._sys)
+        return plan.plan(plan.layout(running), new, kernel)
 
     async def _set_resolvers(self, config: model.NetConfig) -> str | None:
         """The previous resolv.conf text when it was rewritten, for a rollback."""
@@ -297,7 +306,7 @@ class NetworkService:
             safe = await asyncio.to_thread(self.persistence.safe.load)
             running = await asyncio.to_thread(self.persistence.running.load)
             kernel = await self.kernel()
-            steps = plan.plan(plan.layout(running), plan.layout(safe), kernel)
+            steps = await self._plan(running, safe, kernel)
             log.info("restoring the safe network configuration: %d kernel changes", len(steps))
             if steps:
                 try:

@@ -179,6 +179,13 @@ class KernelChanger:
         except OSError as e:
             raise KernelChangeError(what, e.errno or errno.EIO, e.strerror or str(e)) from e
 
+    def set_bridge_opt(self, name: str, key: str, value: str) -> None:
+        what = f"set bridge {name} {key}={value}"
+        try:
+            (self._sys / name / "bridge" / key).write_text(f"{value}\n")
+        except OSError as e:
+            raise KernelChangeError(what, e.errno or errno.EIO, e.strerror or str(e)) from e
+
     def set_ipv6_sysctl(self, name: str, key: str, value: str) -> None:
         what = f"set net.ipv6.conf.{name}.{key}={value}"
         try:
