@@ -193,6 +193,7 @@ def main() -> int:
             base = measure(base_port, count, seconds)
     storage = bench_storage.run(vdsmd, args.quick)
     network = bench_network.run(args.quick)
+    network_lab = None if args.quick else bench_network.run_lab()
 
     ready = statistics.median(ready_times)
     rows = [
@@ -249,7 +250,7 @@ def main() -> int:
             ),
         ]
     print()
-    checks += bench_network.report(network)
+    checks += bench_network.report(network, network_lab)
     print()
     for name, ok, value in checks:
         print(f"[{'met ' if ok else 'MISS'}] {name}: {value}")

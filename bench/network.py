@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -145,9 +146,120 @@ def run(quick: bool) -> dict[str, Any] | str:
         ns.delete()
 
 
-def report(figures: dict[str, Any] | str) -> list[tuple[str, bool, str]]:
+# -- the kernel lab: 10 VLAN networks on one bond ---------------------------------------
+
+VLANS = 10
+
+
+def bare_bond_vlans() -> float:
+    """Seconds for the links the VLAN networks need: an 802.3ad bond over two dummies,
+    ten VLANs on it, all up."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        started = time.perf_counter()
+        ipr.link("add", ifname="bond0", kind="bond", bond_mode=4)
+        bond = ipr.link("get", ifname="bond0")[0]["index"]
+        for nic in ("dummy_1", "dummy_2"):
+            ipr.link("set", ifname=nic, state="down")
+            ipr.link("set", ifname=nic, master=bond)
+            ipr.link("set", ifname=nic, state="up")
+        ipr.link("set", ifname="bond0", state="up")
+        for n in range(VLANS):
+            ipr.link("add", ifname=f"bond0.{100 + n}", kind="vlan", link=bond, vlan_id=100 + n)
+            ipr.link("set", ifname=f"bond0.{100 + n}", state="up")
+        elapsed = time.perf_counter() - started
+        ipr.link("del", ifname="bond0")
+    return elapsed
+
+
+async def lab_rounds(port: int, rounds: int) -> dict[str, Any]:
+    from vdsm.client.stomp import StompClient
+
+    client = await StompClient.connect("127.0.0.1", port)
+
+    async def call(method: str, **params: Any) -> Any:
+        return await client.call(method, params, timeout=600)
+
+    no_check = {"connectivityCheck": False}
+    networks = {
+        f"vlan{100 + n}": {"bonding": "bond0", "vlan": 100 + n, "bridged": False}
+        for n in range(VLANS)
+    }
+    bond = {"bond0": {"nics": ["dummy_1", "dummy_2"], "options": "mode=4"}}
+    setup_times, bare_times = [], []
+    for _ in range(rounds):
+        bare_times.append(await asyncio.to_thread(bare_bond_vlans))
+        started = time.perf_counter()
+        answer = await call(
+            "Host.setupNetworks", networks=networks, bondings=bond, options=no_check
+        )
+        setup_times.append(time.perf_counter() - started)
+        if answer != {"code": 0, "message": "Done"}:
+            raise RuntimeError(f"setupNetworks failed: {answer}")
+        removal = {name: {"remove": True} for name in networks}
+        await call(
+            "Host.setupNetworks",
+            networks=removal,
+            bondings={"bond0": {"remove": True}},
+            options=no_check,
+        )
+    await client.close()
+    return {"setup_s": statistics.median(setup_times), "bare_s": statistics.median(bare_times)}
+
+
+def lab_inner(out: Path) -> None:
+    from bench.__main__ import vdsmd
+
+    subprocess.run(["modprobe", "-a", "bonding", "dummy", "8021q"], check=True)
+    for nic in ("dummy_1", "dummy_2"):
+        subprocess.run(["ip", "link", "add", nic, "type", "dummy"], check=True)
+        subprocess.run(["ip", "link", "set", nic, "up"], check=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="vdsm-bench-lab-") as tmp,
+        vdsmd(Path(tmp) / "daemon") as (_, port, _),
+    ):
+        figures = asyncio.run(lab_rounds(port, 3))
+    (out / "network-lab.json").write_text(json.dumps(figures))
+
+
+def run_lab() -> dict[str, Any] | str:
+    """10 VLAN networks on a bond, in the kernel lab (the host kernel has no bonding)."""
+    if os.geteuid() != 0:
+        return "skipped: needs root"
+    if shutil.which("qemu-system-x86_64") is None:
+        return "skipped: no qemu-system-x86_64 for the kernel lab"
+    with tempfile.TemporaryDirectory(prefix="vdsm-bench-lab-out-") as out:
+        command = f"{sys.executable} -m bench.network --lab-inner $LAB_OUT"
+        proc = subprocess.run(
+            [str(ROOT / "tests" / "lab" / "run-in-lab"), "-t", "600", "-o", out, command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        result = Path(out) / "network-lab.json"
+        if proc.returncode != 0 or not result.exists():
+            return f"failed (exit {proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-500:]}"
+        return json.loads(result.read_text())  # type: ignore[no-any-return]
+
+
+def report(
+    figures: dict[str, Any] | str, lab: dict[str, Any] | str | None = None
+) -> list[tuple[str, bool, str]]:
     """Prints the network section of make bench; returns its target checks."""
     print("Network (in a network namespace, real netlink)")
+    if lab is not None:
+        if isinstance(lab, str):
+            print(f"  kernel lab, {VLANS} VLAN networks on a bond: {lab}")
+        else:
+            print(
+                f"  kernel lab (QEMU TCG: Python runs 20-30x slower, pyroute2 too), "
+                f"{VLANS} VLAN networks on an 802.3ad bond: setupNetworks "
+                f"{lab['setup_s']:.2f} s, bare pyroute2 {lab['bare_s']:.2f} s, "
+                f"ratio {lab['setup_s'] / lab['bare_s']:.2f} (informational: the daemon's "
+                "Python share is inflated by emulation)"
+            )
     if isinstance(figures, str):
         print(f"  {figures}")
         return []
@@ -177,8 +289,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--inner", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--lab-inner", type=Path, default=None)
+    parser.add_argument("--lab", action="store_true")
     args = parser.parse_args()
-    if not args.inner:
+    if args.lab_inner:
+        lab_inner(args.lab_inner)
+    elif args.lab:
+        print(json.dumps(run_lab()))
+    elif not args.inner:
         print(json.dumps(run(args.quick)))
     else:
         print(json.dumps(inner(args.quick)))
