@@ -4,6 +4,7 @@ connectivity rollback and the removal of everything."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
@@ -30,7 +31,7 @@ def test_vlan_networks_on_a_bond(
 ) -> None:
     run(["modprobe", "-a", "bonding", "dummy", "8021q", "bridge"])
     ns = netns_factory(veth=None)
-    for nic in ("dummy_1", "dummy_2"):
+    for nic in ("dummy_1", "dummy_2", "dummy_3"):
         ns.ip("link", "add", nic, "type", "dummy")
         ns.ip("link", "set", nic, "up")
     daemon = vdsmd(netns=ns.name, start_timeout=600)
@@ -101,8 +102,41 @@ def test_vlan_networks_on_a_bond(
         assert caps["networks"]["ovirtmgmt"]["ports"] == ["bond0.100"]
         assert "default via 10.100.0.1 dev ovirtmgmt" in kernel_view(ns)["routes"]
 
+        # Done-when, on bonds: a management network on a NIC next to the VLAN networks on
+        # the bond, both in caps; made safe; the namespace wiped; restored.
         answer = client.setup(
-            {"ovirtmgmt": {"remove": True}, "storage": {"remove": True}},
+            {
+                "mgmt": {"nic": "dummy_3", "ipaddr": "10.50.0.2", "prefix": 24},
+                "tagged": {"nic": "dummy_3", "vlan": 300, "bridged": False, "mtu": 1400},
+            }
+        )
+        assert answer.get("result", {}).get("code") == 0, answer
+        caps = client.result("Host.getNetworkCapabilities")
+        assert {"ovirtmgmt", "storage", "mgmt", "tagged"} <= set(caps["networks"])
+        assert caps["networks"]["tagged"]["interface"] == "dummy_3.300"
+        assert client.result("Host.setSafeNetworkConfig") is True
+        safe = kernel_view(ns)
+        for device in ("bond0", "ovirtmgmt", "mgmt", "dummy_3.300"):
+            ns.ip("link", "del", device)
+        tool = ns.run(
+            sys.executable,
+            "-m",
+            "vdsm.network.restore",
+            "--config",
+            str(daemon.config_path),
+            "--force",
+            timeout=600,
+        )
+        assert tool.returncode == 0, tool.stderr
+        assert kernel_view(ns) == safe
+
+        answer = client.setup(
+            {
+                "ovirtmgmt": {"remove": True},
+                "storage": {"remove": True},
+                "mgmt": {"remove": True},
+                "tagged": {"remove": True},
+            },
             {"bond0": {"remove": True}},
         )
         assert answer.get("result", {}).get("code") == 0, answer
