@@ -90,6 +90,7 @@ class NetworkService:
         self._running: model.NetConfig | None = None
         self._safe: model.NetConfig | None = None  # None: not read yet
         self._host_resolvers: list[str] = []
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -134,8 +135,21 @@ class NetworkService:
     ) -> Any:
         if self._lock.locked():
             raise self._busy()
-        async with self._lock:
+        await self._lock.acquire()  # free: taken at once, before anyone else can look
+        # A change is never abandoned half-way: a caller's timeout or cancellation
+        # leaves the task to finish (or roll back) under the lock.
+        task = asyncio.ensure_future(self._setup_and_release(networks, bondings, options))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def _setup_and_release(
+        self, networks: Mapping[str, Any], bondings: Mapping[str, Any], options: Mapping[str, Any]
+    ) -> Any:
+        try:
             return await self._setup(dict(networks), dict(bondings), dict(options))
+        finally:
+            self._lock.release()
 
     async def _setup(
         self, networks: dict[str, Any], bondings: dict[str, Any], options: dict[str, Any]
