@@ -264,8 +264,12 @@ def test_network_removal_and_default_route_move(lab) -> None:
             "defaultRoute": True,
             "mtu": 9000,
         }
+        # A VM's tap on the management bridge (a veth here) is not the daemon's to move.
+        host.add_veth("vnet0", "vnet0p")
+        host.ip("link", "set", "vnet0", "master", "ovirtmgmt")
         assert client.setup({"data": other})["result"]["code"] == 0
         view = kernel_view(host)
+        assert view["links"]["vnet0"]["master"] == "ovirtmgmt"
         assert "default via 10.99.0.1 dev veth_1" in view["routes"]
         assert not any("default via 10.77" in r for r in view["routes"])
         assert view["links"]["veth_1"]["mtu"] == 9000

@@ -144,6 +144,29 @@ def test_unchanged_configuration_plans_nothing() -> None:
     assert steps_of(cfg, cfg, kernel) == []
 
 
+def test_foreign_ports_stay_unless_their_bridge_goes() -> None:
+    cfg = config({"net": {"nic": "eth0"}, "other": {"nic": "eth1"}})
+    kernel = KernelState(
+        {
+            "eth0": link("eth0", master="net"),
+            "eth1": link("eth1", master="other"),
+            "net": link("net", "bridge"),
+            "other": link("other", "bridge"),
+            "vnet0": link("vnet0", "tun", master="net"),
+            "vnet1": link("vnet1", "tun", master="other"),
+        },
+        {},
+        {},
+    )
+    new = config({"net": {"nic": "eth0"}})
+    steps = plan.plan(plan.layout(cfg), plan.layout(new), kernel)
+    assert [(s.action, s.device) for s in steps] == [
+        ("set_master", "eth1"),
+        ("set_master", "vnet1"),
+        ("del_link", "other"),
+    ]
+
+
 def test_default_route_elsewhere_is_displaced_and_given_back_on_undo() -> None:
     kernel = KernelState(
         {"eth0": link("eth0"), "eth1": link("eth1")}, {}, {"eth1": {"192.168.0.1"}}

@@ -185,18 +185,18 @@ class _Planner:
         return device.master if device else None
 
     def _detach(self) -> None:
+        """Ports leave a master they should not have, or one about to be deleted.  Ports
+        the configuration does not know (a VM's tap on a network's bridge) stay, unless
+        their bridge goes."""
         owned = self.old.owned() | self.new.owned()
         for name, link in sorted(self.links.items()):
             if link.master is None:
                 continue
-            in_new = name in self.new.devices
-            if link.master not in owned and not in_new:
-                continue
-            if (
-                link.master == self._desired_master(name)
-                and link.master not in self.doomed
-                and name not in self.doomed
-            ):
+            going = link.master in self.doomed or name in self.doomed
+            if name in self.new.devices:
+                if link.master == self._desired_master(name) and not going:
+                    continue
+            elif link.master not in owned or not going:
                 continue
             back: dict[str, Any] = {"master": link.master}
             master_link = self.links.get(link.master)
