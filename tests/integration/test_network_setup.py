@@ -345,16 +345,15 @@ def test_dry_run_lists_the_changes_and_makes_none(lab) -> None:
     assert actions == [
         ("add_link", "ovirtmgmt"),
         ("set_master", NIC),
-        ("set_up", "ovirtmgmt"),
         ("set_ipv6_sysctl", "ovirtmgmt"),
         ("set_ipv6_sysctl", "ovirtmgmt"),
         ("add_addr", "ovirtmgmt"),
         ("add_route", "ovirtmgmt"),
     ]
-    assert {(c["key"], c["value"]) for c in changes[3:5]} == {("accept_ra", "0"), ("autoconf", "0")}
-    assert changes[0]["kind"] == "bridge" and changes[0]["mtu"] == 1500
-    assert changes[5]["cidr"] == f"{HOST_ADDR}/24"
-    assert changes[6]["gateway"] == ENGINE_ADDR
+    assert {(c["key"], c["value"]) for c in changes[2:4]} == {("accept_ra", "0"), ("autoconf", "0")}
+    assert changes[0]["kind"] == "bridge" and changes[0]["mtu"] == 1500 and changes[0]["up"]
+    assert changes[4]["cidr"] == f"{HOST_ADDR}/24"
+    assert changes[5]["gateway"] == ENGINE_ADDR
 
 
 BAD_REQUESTS = [

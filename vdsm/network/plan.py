@@ -246,6 +246,10 @@ class _Planner:
                 if dev.kind != kind or self._exists(name):
                     continue
                 args: dict[str, Any] = {"kind": kind, "mtu": dev.mtu}
+                if kind != "bond":
+                    # Up from the start, in the same message: a bond stays down until
+                    # its options are set (some are refused on a bond that is up).
+                    args["up"] = True
                 if kind == "bridge":
                     args["stp"] = dev.stp
                 elif kind == "vlan":
@@ -329,7 +333,10 @@ class _Planner:
                 if dev.kind != kind:
                     continue
                 link = self.links.get(name)
-                if name in self.created or link is None:
+                if name in self.created:
+                    if kind == "bond":
+                        self.add("set_up", name)
+                elif link is None:
                     self.add("set_up", name)
                 elif not link.up:
                     self.add("set_up", name, [Step("set_down", name)])

@@ -177,7 +177,10 @@ class NetworkService:
         steps = await self._plan(running, wanted, kernel)
         if request.options["dryRun"]:
             return [step.describe() for step in steps]
-        log.info("setupNetworks: %d kernel changes", len(steps))
+        planned_at = time.monotonic()
+        log.info(
+            "setupNetworks: %d kernel changes, planned in %.3f s", len(steps), planned_at - started
+        )
         try:
             done = await self.applier.run(steps)
         except TransactionFailed as e:
@@ -188,6 +191,7 @@ class NetworkService:
             await self._after_hooks("after_network_setup_fail", wire)
             raise NetworkIfupFailed(f"network changes timed out: {e}") from None
         applied_at = time.monotonic()
+        log.info("setupNetworks: kernel changes made in %.3f s", applied_at - planned_at)
         await self._record(wanted)
         await self._sync_dhcp(wanted)
         resolv_before = await self._set_resolvers(wanted)

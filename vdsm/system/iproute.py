@@ -110,28 +110,31 @@ class KernelChanger:
         vlan_id: int | None = None,
         bond_options: dict[str, str] | None = None,
         hwaddr: str | None = None,
+        up: bool = False,
     ) -> None:
+        """One RTM_NEWLINK carrying the MTU, the kind's data and the up flag; a bond's
+        options besides its mode go through sysfs afterwards, while it is still down."""
         what = f"add {kind} {name}"
         attrs: dict[str, Any] = {"ifname": name, "kind": kind}
-        if mtu and kind != "bond":  # a bond's MTU is set once it exists (see below)
+        if mtu:
             attrs["mtu"] = mtu
+        if up:
+            attrs["state"] = "up"
+        options = dict(bond_options or {})
         if kind == "bridge":
             attrs["br_stp_state"] = 1 if stp else 0
         elif kind == "vlan":
             attrs["link"] = self._need(parent or "", what)
             attrs["vlan_id"] = vlan_id
+        elif kind == "bond" and options.get(BOND_MODE_OPTION, "").isdigit():
+            attrs["bond_mode"] = int(options.pop(BOND_MODE_OPTION))
         self._indexes.pop(name, None)
         self._call(what, self._ipr.link, "add", **attrs)
         if kind == "bond":
-            options = dict(bond_options or {})
-            # The mode first: other options depend on it, and it needs a bond without
-            # slaves, which a new bond is.
-            if BOND_MODE_OPTION in options:
+            if BOND_MODE_OPTION in options:  # a symbolic mode (from an older record)
                 self.set_bond_option(name, BOND_MODE_OPTION, options.pop(BOND_MODE_OPTION))
             for key, value in options.items():
                 self.set_bond_option(name, key, value)
-            if mtu:
-                self.set_mtu(name, mtu)
             if hwaddr:
                 self.set_hwaddr(name, hwaddr)
 
