@@ -53,7 +53,9 @@ def test_vlan_network_on_a_bond_is_built_bottom_up() -> None:
         ("set_master", "eth0"),
         ("set_master", "eth1"),
         ("set_master", "bond0.10"),
-        ("set_up", "bond0"),  # VLANs and bridges are created up; a bond once configured
+        # Bridges are created up; a bond once configured, then the VLANs on it.
+        ("set_up", "bond0"),
+        ("set_up", "bond0.10"),
         ("add_addr", "net"),
     ]
 

@@ -133,6 +133,7 @@ class _Planner:
         self.out: list[Step] = []
         self.deleted: set[str] = set()
         self.created: set[str] = set()
+        self.created_down: set[str] = set()  # created, brought up by a later step
         self.masters: dict[str, str | None] = {n: lnk.master for n, lnk in self.links.items()}
         self.dropped_routes: dict[str, set[str]] = {}
         self.doomed = self._doomed()
@@ -240,16 +241,26 @@ class _Planner:
     def _exists(self, name: str) -> bool:
         return name in self.links and name not in self.deleted
 
+    def _can_start_up(self, dev: Device) -> bool:
+        """Up from the start, in the creating message?  Not a bond: it stays down until
+        its options are set (some are refused on a bond that is up).  Not a VLAN on a
+        lower device that is not up yet: the kernel refuses it (ENETDOWN)."""
+        if dev.kind == "bridge":
+            return True
+        if dev.kind == "vlan" and dev.parent is not None and self._exists(dev.parent):
+            return self.links[dev.parent].up
+        return False
+
     def _create(self) -> None:
         for kind in VIRTUAL_KINDS:
             for name, dev in sorted(self.new.devices.items()):
                 if dev.kind != kind or self._exists(name):
                     continue
                 args: dict[str, Any] = {"kind": kind, "mtu": dev.mtu}
-                if kind != "bond":
-                    # Up from the start, in the same message: a bond stays down until
-                    # its options are set (some are refused on a bond that is up).
+                if self._can_start_up(dev):
                     args["up"] = True
+                else:
+                    self.created_down.add(name)
                 if kind == "bridge":
                     args["stp"] = dev.stp
                 elif kind == "vlan":
@@ -334,7 +345,7 @@ class _Planner:
                     continue
                 link = self.links.get(name)
                 if name in self.created:
-                    if kind == "bond":
+                    if name in self.created_down:
                         self.add("set_up", name)
                 elif link is None:
                     self.add("set_up", name)
