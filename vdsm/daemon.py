@@ -66,6 +66,7 @@ class Daemon:
         from vdsm.api.storagedomain import StorageDomainAPI
         from vdsm.api.storagepool import StoragePoolAPI
         from vdsm.api.task import TaskAPI
+        from vdsm.hooks.runner import HookRunner
         from vdsm.host.capabilities import HostInfo
         from vdsm.jobs import JobRegistry
         from vdsm.network.apply import Applier
@@ -140,7 +141,7 @@ class Daemon:
             applier=Applier(KernelChanger),
             connectivity=connectivity,
             report=network_report,
-            hooks=_network_hooks(cfg.paths.hooks_dir),
+            hooks=HookRunner(cfg.paths.hooks_dir),
             dhcp=DhcpClients(cfg.paths.run_dir),
             resolver=Resolver(),
         )
@@ -399,15 +400,6 @@ class Daemon:
                 port_file.unlink()
         self.notifier.close()
         log.info("vdsm stopped")
-
-
-def _network_hooks(hooks_dir: Path) -> Any:
-    """The hook runner for the network hook points; None when this build has none."""
-    try:
-        from vdsm.hooks.runner import HookRunner
-    except ImportError:
-        return None
-    return HookRunner(hooks_dir)
 
 
 def panic(reason: str) -> None:
