@@ -158,6 +158,17 @@ def test_unsafe_changes_are_lost_at_restore(lab) -> None:
         assert view["links"]["ovirtmgmt"]["mtu"] == 1400
         assert view["links"][NIC]["mtu"] == 1400
         assert not any(r.startswith("default") for r in view["routes"])
+    # A daemon restart is not a boot (the marker in the run dir says the safe
+    # configuration was restored already): the unsafe change stays.
+    daemon.restart()
+    with closing(host_client(daemon)) as client:
+        deadline = time.monotonic() + 30
+        while client.call("Host.getCapabilities").get("result", {}).get("netConfigDirty") != (
+            "True"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert kernel_view(host) == view
     daemon.stop()
     (daemon.run_dir / "nets_restored").unlink()
     daemon.start()
@@ -248,6 +259,15 @@ def test_ipv6_static_address_gateway_and_autoconf(lab) -> None:
         assert caps["ipv6autoconf"] is True
         error = client.setup({"v6": dict(net, dhcpv6=True)})["error"]
         assert error["code"] == 21 and "dhcpv6" in error["message"]
+
+
+def test_commit_on_success_makes_the_change_safe_at_once(lab) -> None:
+    _host, _engine, daemon = lab
+    with closing(host_client(daemon)) as client:
+        assert client.setup({"ovirtmgmt": OVIRTMGMT}, commitOnSuccess=True)["result"]["code"] == 0
+        assert client.result("Host.getCapabilities")["netConfigDirty"] == "False"
+    saved = daemon.state_dir / "persistence" / "netconf" / "nets" / "ovirtmgmt"
+    assert json.loads(saved.read_text())["ipaddr"] == HOST_ADDR
 
 
 def test_network_removal_and_default_route_move(lab) -> None:
