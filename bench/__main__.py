@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import images as bench_images
 from bench import load
+from bench import network as bench_network
 from bench import storage as bench_storage
 from vdsm.client.stomp import StompClient
 
@@ -193,6 +194,8 @@ def main() -> int:
             base = measure(base_port, count, seconds)
     storage = bench_storage.run(vdsmd, args.quick)
     images = bench_images.run(vdsmd, args.quick)
+    network = bench_network.run(args.quick)
+    network_lab = None if args.quick else bench_network.run_lab()
 
     ready = statistics.median(ready_times)
     rows = [
@@ -281,6 +284,8 @@ def main() -> int:
                 f"{create_ratio:.2f}x",
             ),
         ]
+    print()
+    checks += bench_network.report(network, network_lab)
     print()
     for name, ok, value in checks:
         print(f"[{'met ' if ok else 'MISS'}] {name}: {value}")

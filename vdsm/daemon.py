@@ -63,16 +63,24 @@ class Daemon:
         from vdsm.api.host import HostAPI
         from vdsm.api.image import DomainImagesAPI, ImageAPI, PoolImagesAPI
         from vdsm.api.lease import LeaseAPI
+        from vdsm.api.network import HostNetworkAPI
         from vdsm.api.sdm import SdmAPI
         from vdsm.api.storagedomain import StorageDomainAPI
         from vdsm.api.storagepool import StoragePoolAPI
         from vdsm.api.task import TaskAPI
         from vdsm.api.volume import VolumeAPI
+        from vdsm.hooks.runner import HookRunner
         from vdsm.host.capabilities import HostInfo
         from vdsm.jobs import JobRegistry
+        from vdsm.network.apply import Applier
         from vdsm.network.connectivity import ConnectivityMonitor
+        from vdsm.network.dhcp import DhcpClients
         from vdsm.network.monitor import NetworkChangeMonitor
+        from vdsm.network.persistence import NetPersistence
         from vdsm.network.report import NetworkReport
+        from vdsm.network.resolver import Resolver
+        from vdsm.network.setup import NetworkService
+        from vdsm.network.stats import NetworkStatistics
         from vdsm.rpc.http_frontend import HttpFrontend
         from vdsm.rpc.jsonrpc import Dispatcher
         from vdsm.rpc.listener import Listener, TlsFiles, server_ssl_context
@@ -91,6 +99,7 @@ class Daemon:
         from vdsm.storage.spmwatchdog import LeaseWatchdog
         from vdsm.storage.tasks import RollbackRegistry, TaskManager
         from vdsm.storage.volumes import Volumes
+        from vdsm.system.iproute import KernelChanger
         from vdsm.system.libvirt import Libvirt
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
@@ -126,11 +135,23 @@ class Daemon:
             network=network_report,
             run_dir=cfg.paths.run_dir,
             uptime=lambda: self.lifecycle.uptime,
+            net_config_dirty=lambda: self.network.config_dirty(),
             # Built below; only called once requests are served.
             storage_domains=lambda: self.storage_monitor.stats(),
         )
         self.network_monitor = NetworkChangeMonitor(self.bus, netlink, network_report)
         connectivity = ConnectivityMonitor(cfg.paths.run_dir)
+        self.network = NetworkService(
+            netlink=netlink,
+            persistence=NetPersistence(cfg.paths.state_dir),
+            applier=Applier(KernelChanger),
+            connectivity=connectivity,
+            report=network_report,
+            hooks=HookRunner(cfg.paths.hooks_dir),
+            dhcp=DhcpClients(cfg.paths.run_dir),
+            resolver=Resolver(),
+        )
+        network_report.networks = lambda: self.network.running_config().networks
 
         # -- storage ---------------------------------------------------------------
         sanlock = Sanlock(cfg.sanlock.io_timeout)
@@ -202,6 +223,9 @@ class Daemon:
             StorageDomainAPI(storage=self.storage),
             TaskAPI(tasks=self.tasks),
             LeaseAPI(leases=Leases(self.storage, sanlock, timeout=cfg.irs.process_pool_timeout)),
+            HostNetworkAPI(
+                service=self.network, report=network_report, statistics=NetworkStatistics()
+            ),
         ]
         table = registry.build(schema.load(), apis)
         dispatcher = Dispatcher(
@@ -317,11 +341,22 @@ class Daemon:
         if delay:
             log.info("holding recovery for %.1f s ([devel] recovery_delay)", delay)
             await asyncio.sleep(delay)
+        await self._restore_networks()
         await self._connect_libvirt()
         self.lifecycle.enter(Phase.READY)
         self.bus.enabled = True
         self.notifier.notify("STATUS=ready")
         log.info("recovery finished in %.2f s since start, ready", self.lifecycle.uptime)
+
+    async def _restore_networks(self) -> None:
+        from vdsm.network.restore import restore_once
+
+        try:
+            await self.network.load()
+            await restore_once(self.network, self.config.paths.run_dir)
+        except Exception:
+            # The host keeps whatever network it has; the engine can still reach it.
+            log.exception("cannot restore the safe network configuration")
 
     async def _connect_libvirt(self) -> None:
         from vdsm.system.libvirt import Libvirt, LibvirtError
@@ -368,6 +403,7 @@ class Daemon:
         await self.http.close()
         await self.listener.wait_closed(timeout=5.0)
         await self.storage.shutdown()
+        await self.network.close()
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):

@@ -472,8 +472,9 @@ def vdsmd(
     # unmounted and deleted only once no daemon uses it.
     shared_tmp_path: Path,
 ) -> Iterator[Callable[..., VdsmdProcess]]:
-    """`vdsmd(config=None, env=None, start=True)`: a started VdsmdProcess, its files
-    under tmp_path/vdsmdN (N = 0, 1, ... per daemon of the test).
+    """`vdsmd(config=None, env=None, start=True, netns=None)`: a started VdsmdProcess, its
+    files under tmp_path/vdsmdN (N = 0, 1, ... per daemon of the test); with `netns` (a
+    namespace name) it runs inside that network namespace.
 
     `config` is {section: {key: value}} over the test defaults (plain TCP on 127.0.0.1,
     port 0, libvirt test:///default, sanlock io_timeout 1, every dir under its own root).
@@ -489,10 +490,11 @@ def vdsmd(
         env: dict[str, str] | None = None,
         start: bool = True,
         start_timeout: float = 30.0,
+        netns: str | None = None,
     ) -> VdsmdProcess:
         root = tmp_path / f"vdsmd{len(made)}"
         root.mkdir()
-        daemon = VdsmdProcess(root, config, env, start_timeout)
+        daemon = VdsmdProcess(root, config, env, start_timeout, netns=netns)
         made.append(daemon)
         if start:
             daemon.start()

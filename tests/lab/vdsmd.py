@@ -4,6 +4,10 @@ d = VdsmdProcess(root, config={"libvirt": {"uri": "qemu:///system"}})
 d.start()          # waits until the port file names an address that serves
 d.host, d.port, d.pid, d.log_text()
 d.stop()           # SIGTERM, SIGKILL after a timeout; returns the exit status
+
+With `netns="NAME"` the daemon runs inside that network namespace (`ip netns exec`,
+which also gives it the namespace's /sys/class/net); `d.connect()` opens a TCP
+connection from inside it, since its 127.0.0.1 is not the test's.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ class VdsmdProcess:
         env: dict[str, str] | None = None,
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
+        netns: str | None = None,
     ) -> None:
         self.tmp = root
+        self.netns = netns
         self.config_path = root / "vdsm.conf"
         self.dropin_dir = root / "vdsm.conf.d"
         self.port_file = root / "run" / "port"
@@ -106,7 +112,14 @@ class VdsmdProcess:
             parser.write(f)
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "vdsm.daemon", "--config", str(self.config_path)]
+        argv = [sys.executable, "-m", "vdsm.daemon", "--config", str(self.config_path)]
+        if self.netns:
+            return ["ip", "netns", "exec", self.netns, *argv]
+        return argv
+
+    def connect(self, timeout: float = 2.0) -> socket.socket:
+        """A TCP connection to the daemon, made from inside its namespace if it has one."""
+        return connect_in_netns(self.netns, (self.host, self.port), timeout)
 
     def start(self) -> VdsmdProcess:
         if self.running():
@@ -152,7 +165,7 @@ class VdsmdProcess:
             if address is not None:
                 host, port = address
                 try:
-                    with socket.create_connection((host, port), timeout=2):
+                    with connect_in_netns(self.netns, (host, port), 2):
                         pass
                 except OSError:
                     pass
@@ -241,3 +254,40 @@ class VdsmdProcess:
         state = "running" if self.running() else f"exited {self.returncode}"
         pid = self.proc.pid if self.proc else None
         return f"<VdsmdProcess pid={pid} {self.host}:{self.port} {state}>"
+
+
+def connect_in_netns(
+    netns: str | None, address: tuple[str, int], timeout: float = 2.0
+) -> socket.socket:
+    """socket.create_connection, from inside network namespace `netns` (None: ours).
+
+    setns(2) switches only the calling thread, and a socket stays in the namespace it
+    was created in: a short-lived thread makes it there and the caller uses it here.
+    """
+    if netns is None:
+        return socket.create_connection(address, timeout=timeout)
+    import ctypes
+    import threading
+
+    result: list[socket.socket | BaseException] = []
+
+    def target() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), f"setns {netns}")
+            finally:
+                os.close(fd)
+            result.append(socket.create_connection(address, timeout=timeout))
+        except BaseException as e:
+            result.append(e)
+
+    thread = threading.Thread(target=target, name=f"connect in {netns}")
+    thread.start()
+    thread.join()
+    outcome = result[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome

@@ -26,8 +26,11 @@ class RawStomp:
         *,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 5.0,
+        sock: socket.socket | None = None,
     ) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # `sock`: an already connected socket (e.g. made inside a network namespace).
+        if sock is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock: socket.socket = (
             ssl_context.wrap_socket(sock, server_hostname=host) if ssl_context else sock

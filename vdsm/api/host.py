@@ -46,7 +46,9 @@ class HostAPI:
         await self.connectivity.confirm()
 
     async def ping2(self) -> None:
-        return None
+        # Also proof of connectivity for setupNetworks' rollback check (the engine
+        # polls with ping2 while a network change waits).
+        await self.connectivity.confirm()
 
     async def confirmConnectivity(self) -> None:
         await self.connectivity.confirm()

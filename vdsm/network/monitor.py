@@ -18,6 +18,7 @@ after netlink errors.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -86,6 +87,10 @@ class NetworkChangeMonitor:
         self._addresses = {(a.index, a.cidr) for a in snapshot.addresses}
 
     def _changed(self, event: NetlinkEvent) -> None:
+        if event.kind == "addr" and _link_local(event.address):
+            # Not in the report (link-scope addresses are left out), and every new link
+            # brings one a moment later, once IPv6 duplicate address detection is done.
+            return
         if event.kind == "addr" and event.address:
             key = (event.index, event.address)
             if event.action == "new":
@@ -134,3 +139,12 @@ class NetworkChangeMonitor:
         self.published += 1
         log.info("host network changed; notifying clients")
         self._bus.publish(EVENT, {})
+
+
+def _link_local(cidr: str) -> bool:
+    try:
+        ip = ipaddress.ip_interface(cidr).ip
+    except ValueError:
+        return False
+    # IPv6 fe80::/10 always has link scope; an IPv4 169.254/16 address may be global.
+    return ip.version == 6 and ip.is_link_local

@@ -10,8 +10,8 @@ until it is `max_age` seconds old, whichever comes first.
 Which devices are reported follows upstream's defaults: physical NICs (links without a
 kind), dummy/veth/macvlan links whose names match `fake_nics` (`dummy_*`, `veth_*`),
 bridges, bonds and VLANs; `hidden_nics` (`w*`, `usb*`), `hidden_bonds` and
-`hidden_vlans` patterns drop devices.  This daemon has no managed networks yet, so
-`networks` is always empty.
+`hidden_vlans` patterns drop devices.  `networks` lists the running configuration's
+networks (the `networks` callable, see vdsm/network/netinfo.py).
 
 DHCP and IPv6 autoconfiguration flags come from the kernel, not from NetworkManager:
 `dhcpv4` = the device has a dynamic (non-permanent) global IPv4 address, `dhcpv6` = a
@@ -27,10 +27,11 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vdsm.network.netinfo import network_entries
 from vdsm.system.netlink import Link, Netlink, Route, Snapshot
 from vdsm.system.procfs import read_text
 
@@ -51,6 +52,7 @@ IFF_UP = 0x1
 # A hidden helper bridge upstream creates; never reported.
 DUMMY_BRIDGE = ";vdsmdummy;"
 FAKE_NIC_KINDS = ("dummy", "veth", "macvlan")
+BRIDGE_OPTS_MAX_AGE = 30.0  # seconds
 LEGACY_SWITCH = "legacy"
 
 # Kernel defaults of the bonding options this report compares against; upstream
@@ -99,8 +101,10 @@ class NetworkReport:
         proc_sys_net: Path = PROC_SYS_NET,
         resolv_conf: Path = RESOLV_CONF,
         proc_net_bonding: Path = PROC_NET_BONDING,
+        networks: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self._netlink = netlink
+        self.networks = networks  # the running configuration's networks
         self._rules = _Rules(
             tuple(fake_nics), tuple(hidden_nics), tuple(hidden_bonds), tuple(hidden_vlans)
         )
@@ -119,6 +123,12 @@ class NetworkReport:
         """The caps network keys; a private copy the caller may change."""
         _, report = await self._current()
         return copy.deepcopy(report)
+
+    async def shared_report(self) -> dict[str, Any]:
+        """The caps network keys, shared with the cache: for callers that only read it
+        (serialising it for the wire), sparing a deep copy of a large report."""
+        _, report = await self._current()
+        return report
 
     async def device_by_address(self, address: str) -> str:
         """The device owning a local address ("" when none): getCapabilities' lastClientIface.
@@ -145,7 +155,8 @@ class NetworkReport:
                 return cached[1], cached[2]
             generation = self._generation
             snapshot = await self._netlink.snapshot()
-            report = await asyncio.to_thread(build_report, snapshot, self._rules, self._paths)
+            nets = self.networks() if self.networks is not None else {}
+            report = await asyncio.to_thread(build_report, snapshot, self._rules, self._paths, nets)
             self.builds += 1
             # A change seen while building makes this result stale: use it for this
             # call, but do not keep it.
@@ -180,6 +191,10 @@ class _Paths:
         self.proc_sys_net = proc_sys_net
         self.resolv_conf = resolv_conf
         self.proc_net_bonding = proc_net_bonding
+        # (bridge, ifindex, stp) -> (read at, opts): ~40 sysfs files a bridge, the bulk
+        # of a rebuild on a host with many bridges; the values rarely change, but the
+        # kernel's timers among them do, hence the age limit.
+        self.bridge_opts: dict[tuple[str, int, int], tuple[float, dict[str, str]]] = {}
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -209,15 +224,21 @@ def classify(link: Link, links: dict[int, Link], rules: _Rules) -> str | None:
     return "nics"
 
 
-def build_report(snapshot: Snapshot, rules: _Rules, paths: _Paths) -> dict[str, Any]:
+def build_report(
+    snapshot: Snapshot,
+    rules: _Rules,
+    paths: _Paths,
+    networks: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     links = snapshot.link_by_index()
     permanent = bond_permanent_addresses(paths.proc_net_bonding)
     devices: dict[str, dict[str, Any]] = {"bondings": {}, "bridges": {}, "nics": {}, "vlans": {}}
+    defaults = [r for r in snapshot.routes if r.is_default]
     for link in sorted(snapshot.links, key=lambda lnk: lnk.name):
         section = classify(link, links, rules)
         if section is None:
             continue
-        info = _ip_info(link, snapshot, paths)
+        info = _ip_info(link, snapshot, paths, defaults)
         if section == "nics":
             info.update(_nic_info(link, paths, permanent))
         elif section == "bondings":
@@ -228,7 +249,7 @@ def build_report(snapshot: Snapshot, rules: _Rules, paths: _Paths) -> dict[str, 
             parent = links.get(link.parent) if link.parent else None
             info.update({"iface": parent.name if parent else "", "vlanid": link.vlan_id})
         devices[section][link.name] = info
-    report: dict[str, Any] = {"networks": {}}
+    report: dict[str, Any] = {"networks": network_entries(networks or {}, devices)}
     report.update(devices)
     report["nameservers"] = read_nameservers(paths.resolv_conf)
     report["supportsIPv6"] = ipv6_supported()
@@ -267,11 +288,15 @@ def _is_default_route(gateway: str, routes: list[Route]) -> bool:
     )
 
 
-def _ip_info(link: Link, snapshot: Snapshot, paths: _Paths) -> dict[str, Any]:
+def _ip_info(
+    link: Link, snapshot: Snapshot, paths: _Paths, defaults: list[Route] | None = None
+) -> dict[str, Any]:
+    # `defaults`: the snapshot's default routes, filtered once for all links.
+    routes = snapshot.routes if defaults is None else defaults
     addresses = [
         a for a in snapshot.addresses if a.index == link.index and a.scope != RT_SCOPE_LINK
     ]
-    gateway = _gateway(snapshot.routes, link.index, 4)
+    gateway = _gateway(routes, link.index, 4)
     ipv4 = [a for a in addresses if a.family == 4]
     ipv6 = [a for a in addresses if a.family == 6]
     addr = netmask = ""
@@ -290,8 +315,8 @@ def _ip_info(link: Link, snapshot: Snapshot, paths: _Paths) -> dict[str, Any]:
         "ipv4addrs": [a.cidr for a in ipv4],
         "ipv6addrs": [a.cidr for a in ipv6],
         "gateway": gateway,
-        "ipv6gateway": _gateway(snapshot.routes, link.index, 6),
-        "ipv4defaultroute": _is_default_route(gateway, snapshot.routes),
+        "ipv6gateway": _gateway(routes, link.index, 6),
+        "ipv4defaultroute": _is_default_route(gateway, routes),
         "mtu": str(link.mtu),
         "dhcpv4": any(not a.permanent for a in ipv4),
         "dhcpv6": any(not a.permanent and a.prefixlen == 128 for a in ipv6),
@@ -383,11 +408,13 @@ def _bridge_info(link: Link, snapshot: Snapshot, paths: _Paths) -> dict[str, Any
     if stp is None:
         stp_text = _sysfs_value(paths.sys_class_net / link.name / "bridge" / "stp_state")
         stp = int(stp_text) if stp_text and stp_text.isdigit() else 0
-    return {
-        "ports": ports,
-        "stp": "on" if stp else "off",
-        "opts": bridge_options(paths.sys_class_net / link.name / "bridge"),
-    }
+    key = (link.name, link.index, stp)
+    now = time.monotonic()
+    cached = paths.bridge_opts.get(key)
+    if cached is None or now - cached[0] > BRIDGE_OPTS_MAX_AGE:
+        cached = (now, bridge_options(paths.sys_class_net / link.name / "bridge"))
+        paths.bridge_opts[key] = cached
+    return {"ports": ports, "stp": "on" if stp else "off", "opts": cached[1]}
 
 
 def bridge_options(bridge_dir: Path) -> dict[str, str]:
