@@ -24,6 +24,15 @@ from vdsm.client.stomp import StompClient
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+# The baselines run on the CPU the daemon (and the qemu-img it starts) is pinned to,
+# so both sides get the same processor.
+SERVER_CPU = sorted(os.sched_getaffinity(0))[-1]
+
+
+def on_server_cpu() -> None:
+    os.sched_setaffinity(0, {SERVER_CPU})
+
+
 BLANK = "00000000-0000-0000-0000-000000000000"
 
 
@@ -36,7 +45,7 @@ class Site:
     async def call(self, method: str, **params: Any) -> Any:
         return await self.client.call(method, params, timeout=300)
 
-    async def task(self, task_id: str, poll: float = 0.002) -> None:
+    async def task(self, task_id: str, poll: float = 0.005) -> None:
         while True:
             status = await self.call("Task.getStatus", taskID=task_id)
             if status["taskState"] == "finished":
@@ -144,6 +153,7 @@ def bare_copy(src: Path, dst: Path) -> float:
             str(dst),
         ],
         check=True,
+        preexec_fn=on_server_cpu,
     )
     return time.monotonic() - started
 
@@ -159,6 +169,7 @@ def bare_creates(directory: Path, count: int) -> float:
         subprocess.run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=1.1", str(path), "1G"],
             check=True,
+            preexec_fn=on_server_cpu,
         )
         tmp = directory / f"v{n}.meta.new"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o660)
