@@ -79,7 +79,9 @@ class ImageAPI:
         volumeID: str,
         allowIllegal: bool,
     ) -> dict[str, Any]:
-        return await self.images.prepare(storagedomainID, imageID, volumeID, allowIllegal)
+        return await self.images.prepare(
+            storagepoolID, storagedomainID, imageID, volumeID, allowIllegal
+        )
 
     async def teardown(
         self, storagepoolID: str, storagedomainID: str, imageID: str, volumeID: str | None

@@ -67,8 +67,11 @@ class Images:
     # -- prepare / teardown -------------------------------------------------------------
 
     async def prepare(
-        self, sd_uuid: str, img: str, vol: str, allow_illegal: bool
+        self, sp_uuid: str, sd_uuid: str, img: str, vol: str, allow_illegal: bool
     ) -> dict[str, Any]:
+        """The leaf's path for a VM: through the run-dir link when a pool is given (as
+        upstream), the image directory itself for the blank pool; each volume of the
+        chain with its real path and lease."""
         leaf = await self.volumes.get(sd_uuid, img, vol)
         chain = await self.volumes.chain(leaf)
         if not allow_illegal:
@@ -93,7 +96,11 @@ class Images:
             os.symlink(target, tmp)
             os.rename(tmp, link)
 
-        await self.volumes.io(leaf.domain, make_link)
+        if blank(sp_uuid):
+            link = leaf.image_dir
+            await self.volumes.io(leaf.domain, os.stat, leaf.paths.data)
+        else:
+            await self.volumes.io(leaf.domain, make_link)
         path = str(link / vol)
         return {
             "path": path,
@@ -103,7 +110,7 @@ class Images:
                     "domainID": sd_uuid,
                     "imageID": img,
                     "volumeID": volume.vol,
-                    "path": str(link / volume.vol),
+                    "path": str(volume.paths.data),
                     "leasePath": str(volume.paths.lease),
                     "leaseOffset": 0,
                 }

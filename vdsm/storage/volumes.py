@@ -606,11 +606,18 @@ def halfbaked_rollback(
 
 
 async def _together(*coros: Coroutine[Any, Any, None]) -> None:
-    """Runs the steps concurrently; the first failure cancels the others (nothing keeps
-    writing under a rollback) and is raised as itself."""
+    """Runs the steps concurrently and waits for all of them, even when one fails: a
+    step running in a storage thread cannot be cancelled, and a rollback must never
+    race a write still in flight.  The first failure is raised as itself."""
+    steps = asyncio.gather(*coros, return_exceptions=True)
     try:
-        async with asyncio.TaskGroup() as group:
-            for coro in coros:
-                group.create_task(coro)
-    except ExceptionGroup as e:
-        raise e.exceptions[0] from None
+        results = await asyncio.shield(steps)
+    except asyncio.CancelledError:
+        # Task.stop: qemu-img is killed by its own cancellation; the storage threads
+        # finish their write before the rollback may run.
+        steps.cancel()
+        await asyncio.wait({steps})
+        raise
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
