@@ -613,9 +613,8 @@ async def _together(*coros: Coroutine[Any, Any, None]) -> None:
     try:
         results = await asyncio.shield(steps)
     except asyncio.CancelledError:
-        # Task.stop: qemu-img is killed by its own cancellation; the storage threads
-        # finish their write before the rollback may run.
-        steps.cancel()
+        # Task.stop: the steps are short (qemu-img create has its timeout); letting
+        # them end is what keeps the rollback from racing them.
         await asyncio.wait({steps})
         raise
     for result in results:
