@@ -65,6 +65,8 @@ class Daemon:
         from vdsm.api.storagedomain import StorageDomainAPI
         from vdsm.api.storagepool import StoragePoolAPI
         from vdsm.api.task import TaskAPI
+        from vdsm.api.vm import VMAPI, VmHostAPI
+        from vdsm.hooks.runner import HookRunner
         from vdsm.host.capabilities import HostInfo
         from vdsm.jobs import JobRegistry
         from vdsm.network.connectivity import ConnectivityMonitor
@@ -88,6 +90,7 @@ class Daemon:
         from vdsm.system.libvirt import Libvirt
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
+        from vdsm.virt.manager import VmManager
 
         cfg = self.config
         self.metrics = metrics = Metrics()
@@ -111,6 +114,15 @@ class Daemon:
         )
 
         self.libvirt = Libvirt(cfg.libvirt.uri, cfg.libvirt.timeout)
+        self.hooks = HookRunner(cfg.paths.hooks_dir, timeout=cfg.vars.hook_timeout)
+        self.vms = VmManager(
+            self.libvirt,
+            self.hooks,
+            self.bus.publish,
+            cfg.paths.run_dir,
+            sample_interval=cfg.vars.vm_sample_interval,
+        )
+        self.vms.attach(self.libvirt)
         netlink = Netlink()
         network_report = NetworkReport(netlink)
         self.host_info = HostInfo(
@@ -188,6 +200,8 @@ class Daemon:
             StorageDomainAPI(storage=self.storage),
             TaskAPI(tasks=self.tasks),
             LeaseAPI(leases=Leases(self.storage, sanlock, timeout=cfg.irs.process_pool_timeout)),
+            VMAPI(vms=self.vms),
+            VmHostAPI(vms=self.vms),
         ]
         table = registry.build(schema.load(), apis)
         dispatcher = Dispatcher(
@@ -250,6 +264,7 @@ class Daemon:
             loop.add_signal_handler(signum, self._request_stop, signum)
         self._prepare_directories()
         await self._build()
+        await self.hooks.run("before_vdsm_start", raise_on_error=False)
         address = await self._serve()
         try:
             async with asyncio.TaskGroup() as group:
@@ -257,6 +272,7 @@ class Daemon:
                 self._spawn(group, self.host_info.sample_forever(), "host stats sampler")
                 self._spawn(group, self.network_monitor.run(), "network monitor")
                 self._spawn(group, self.storage_monitor.run(), "storage domain monitors")
+                self._spawn(group, self.vms.sample_forever(), "VM stats sampler")
                 if self.notifier.watchdog_interval:
                     self._spawn(group, self._watchdog(self.notifier.watchdog_interval), "watchdog")
                 self._announce(address)
@@ -304,6 +320,8 @@ class Daemon:
             log.info("holding recovery for %.1f s ([devel] recovery_delay)", delay)
             await asyncio.sleep(delay)
         await self._connect_libvirt()
+        adopted = await self.vms.recover()
+        log.info("recovered %d VM(s)", adopted)
         self.lifecycle.enter(Phase.READY)
         self.bus.enabled = True
         self.notifier.notify("STATUS=ready")
@@ -329,6 +347,7 @@ class Daemon:
                 e,
             )
         fallback = Libvirt("test:///default", self.config.libvirt.timeout)
+        self.vms.attach(fallback)
         await fallback.connect()
         self.libvirt = fallback
         self.host_info.libvirt = fallback
@@ -358,6 +377,8 @@ class Daemon:
     async def _release(self) -> None:
         with contextlib.suppress(Exception):
             await self.libvirt.close()
+        with contextlib.suppress(Exception):
+            await self.hooks.run("after_vdsm_stop", raise_on_error=False)
         port_file = self.config.addresses.port_file
         if port_file is not None:
             with contextlib.suppress(OSError):

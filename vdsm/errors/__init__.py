@@ -187,3 +187,4 @@ class ConfigError(Exception):
 # The families, re-exported so that every error is `vdsm.errors.<Name>`.
 from vdsm.errors.spm import *  # noqa: E402, F403
 from vdsm.errors.storage import *  # noqa: E402, F403
+from vdsm.errors.virt import *  # noqa: E402, F403
