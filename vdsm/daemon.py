@@ -195,6 +195,7 @@ class Daemon:
                 tasks=self.tasks,
                 jobs=JobRegistry(),
                 storage=self.storage,
+                hooks=self.hooks,
             ),
             StoragePoolAPI(storage=self.storage, connections=connections),
             StorageDomainAPI(storage=self.storage),

@@ -276,3 +276,21 @@ def vcpu_count(root: Any) -> int:
         return int(vcpu.get("current") or vcpu.text or 1)
     except ValueError:
         return 1
+
+
+def device_element(root: Any, meta: DeviceMeta) -> Any:
+    """The device element an ovirt-vm:device block describes: NICs by `mac_address`,
+    disks by `name` (the target dev)."""
+    mac = meta.attrs.get("mac_address")
+    if mac:
+        return find_interface(root, mac)
+    name = meta.attrs.get("name")
+    if name:
+        return disk_by_target(root, name)
+    return None
+
+
+def replace_element(old: Any, new_xml: str) -> Any:
+    new = parse_element(new_xml)
+    old.getparent().replace(old, new)
+    return new

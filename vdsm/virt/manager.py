@@ -133,6 +133,11 @@ class VmManager:
             return
         flags = lv.START_PAUSED if vm.spec.launch_paused else 0
         await asyncio.to_thread(hookfiles.write_launch_flags, b.run_dir, vm.vm_id, flags)
+        try:
+            await self._device_hooks(vm, "before_device_create")
+        except HookScriptError as e:
+            await self._fail_start(vm, ExitReason.GENERIC_ERROR, str(e))
+            return
         hook_error: HookScriptError | None = None
         try:
             result = await b.run_hooks("before_vm_start", vm, domxml=vm.spec.to_xml())
@@ -168,6 +173,32 @@ class VmManager:
             vm.set_status(vmstatus.UP)
         await b.run_hooks("after_vm_start", vm, domxml=live, raise_on_error=False)
 
+    async def _device_hooks(self, vm: Vm, point: str, *, apply: bool = True) -> None:
+        """Runs a device point for every device with custom properties: only that
+        device's XML in `_hook_domxml`, its custom properties in the env; the edited
+        device replaces the original (when `apply`)."""
+        b = self.backends
+        for meta in vm.spec.devices:
+            if not meta.custom:
+                continue
+            element = domainxml.device_element(vm.spec.root, meta)
+            if element is None:
+                continue
+            result = await b.run_hooks(
+                point,
+                vm,
+                domxml=domainxml.to_string(element),
+                extra_env=meta.custom,
+                raise_on_error=apply,
+            )
+            if apply and result.domxml:
+                try:
+                    domainxml.replace_element(element, result.domxml)
+                except InvalidDomainXml as e:
+                    raise HookScriptError(
+                        f"{point} left an invalid device XML: {e}".encode(), result
+                    ) from None
+
     # -- destroy ----------------------------------------------------------------------------
 
     async def destroy(self, vm_id: str, graceful_attempts: int = 1) -> None:
@@ -198,6 +229,7 @@ class VmManager:
     async def _destroy_locked(self, vm: Vm, graceful_attempts: int) -> None:
         b = self.backends
         xml = vm.live_xml or vm.spec.to_xml()
+        await self._device_hooks(vm, "before_device_destroy", apply=False)
         # before_vm_destroy gets an empty data file (contract §3.1).
         await b.run_hooks("before_vm_destroy", vm, domxml="", raise_on_error=False)
         if not vm.is_down:
@@ -206,6 +238,7 @@ class VmManager:
         await storage.teardown_drives(vm.prepared_drives, b.preparer)
         vm.prepared_drives = []
         await asyncio.to_thread(hookfiles.remove_launch_flags, b.run_dir, vm.vm_id)
+        await self._device_hooks(vm, "after_device_destroy", apply=False)
         await b.run_hooks("after_vm_destroy", vm, domxml=xml, raise_on_error=False)
 
     async def _kill_domain(self, vm_id: str, graceful_attempts: int) -> None:

@@ -6,9 +6,8 @@ test destroys what it started, also when it fails (the `domains` fixture).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -16,42 +15,9 @@ from xml.etree import ElementTree
 import pytest
 
 from tests.integration.conftest import wait_until_ready
-from tests.lab.fixtures import require_kvm
 from tests.support.virt import VdsmClient, engine_xml, install_hook, make_disk
 
 pytestmark = pytest.mark.integration
-
-VIRT_CONFIG = {"vars": {"vm_sample_interval": "1", "hook_timeout": "5"}}
-
-
-@pytest.fixture
-def virt_daemon(vdsmd: Callable[..., Any], libvirt_uri: str) -> Any:
-    require_kvm()
-    return vdsmd({"libvirt": {"uri": libvirt_uri}, **VIRT_CONFIG})
-
-
-@pytest.fixture
-def client(virt_daemon: Any) -> Iterator[VdsmClient]:
-    c = VdsmClient(virt_daemon)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def domains(libvirt_conn: Any) -> Iterator[list[str]]:
-    """VM ids to make sure of at teardown: their libvirt domains are destroyed."""
-    import libvirt
-
-    ids: list[str] = []
-    yield ids
-    for vm_id in ids:
-        with contextlib.suppress(libvirt.libvirtError):
-            dom = libvirt_conn.lookupByUUIDString(vm_id)
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.destroy()
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.undefine()
-
 
 EDIT_HOOK = """#!/usr/bin/python3
 import os
