@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import load
 from bench import storage as bench_storage
+from bench import virt as bench_virt
 from vdsm.client.stomp import StompClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +192,7 @@ def main() -> int:
         with baseline() as base_port:
             base = measure(base_port, count, seconds)
     storage = bench_storage.run(vdsmd, args.quick)
+    virt = bench_virt.run(vdsmd, args.quick)
 
     ready = statistics.median(ready_times)
     rows = [
@@ -246,6 +248,7 @@ def main() -> int:
                 f"{storage['repo_p99_ms']:.2f} ms",
             ),
         ]
+    checks += bench_virt.report(virt)
     print()
     for name, ok, value in checks:
         print(f"[{'met ' if ok else 'MISS'}] {name}: {value}")

@@ -64,9 +64,23 @@ class StatsSampler:
 
 
 def vm_stats(vm: Vm, sampler: StatsSampler) -> dict[str, Any]:
-    """One VmStats entry (contract §7.4)."""
+    """One VmStats entry (contract §7.4).
+
+    Formatted once per sample and VM state; each call only refreshes the fields that
+    move with the clock, so answering for many VMs stays cheap."""
     if vm.is_down:
         return vm.down_stats()
+    key = (sampler.samples, vm.status_time, vm.devices_hash, vm.pause_code)
+    cached = vm.stats_cache
+    if cached is None or cached[0] != key:
+        cached = vm.stats_cache = (key, _format(vm, sampler))
+    stats = dict(cached[1])
+    stats["status"] = vm.reported_status()
+    stats["elapsedTime"] = vm.elapsed_time
+    return stats
+
+
+def _format(vm: Vm, sampler: StatsSampler) -> dict[str, Any]:
     last, prev, elapsed = sampler.counters(vm.vm_id)
     root = vm.live_root if vm.live_root is not None else vm.spec.root
     stats: dict[str, Any] = {
