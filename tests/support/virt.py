@@ -68,7 +68,8 @@ def engine_xml(
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
   <devices>
     {disk_xml}
-    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'
+              passwd='*****' passwdValidTo='1970-01-01T00:00:01'/>
     <memballoon model='none'/>
     {devices}
   </devices>

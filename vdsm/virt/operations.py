@@ -145,7 +145,9 @@ async def set_ticket(
                 device.set("passwdValidTo", valid_to.strftime("%Y-%m-%dT%H:%M:%S"))
             elif "passwdValidTo" in device.attrib:
                 del device.attrib["passwdValidTo"]
-            device.set("connected", existing_conn_action)
+            # Only SPICE can drop or refuse the connected client; VNC keeps it.
+            if device.get("type") == "spice":
+                device.set("connected", existing_conn_action)
             try:
                 await b.libvirt.update_device(vm.vm_id, domainxml.to_string(device))
             except LibvirtError as e:

@@ -188,6 +188,9 @@ def apply_lifecycle_event(vm: Vm, event: int, detail: int) -> None:
                 ExitReason.ADMIN_SHUTDOWN if vm.shutdown_requested else ExitReason.USER_SHUTDOWN
             )
             vm.set_down(ExitCode.NORMAL, reason)
+        elif detail == lv.STOPPED_DESTROYED and vm.shutdown_requested:
+            # VM.shutdown with force: we destroyed it after the guest ignored ACPI.
+            vm.set_down(ExitCode.NORMAL, ExitReason.ADMIN_SHUTDOWN)
         elif detail == lv.STOPPED_MIGRATED:
             vm.set_down(ExitCode.NORMAL, ExitReason.MIGRATION_SUCCEEDED)
         elif detail == lv.STOPPED_SAVED:
