@@ -1,0 +1,185 @@
+"""Drives on storage domains: the VM manager asks its ImagePreparer for the path of
+every drive whose ovirt-vm:device metadata names poolID/domainID/imageID/volumeID,
+and tears them down when the VM goes away.
+
+The storage service (Image.prepare) is another issue: here a trivial preparer maps
+volume ids to qcow2 files.  The scenario runs a VmManager in a fresh interpreter
+(`python -m tests.integration.virt.test_vm_storage`), on the real libvirtd, because
+libvirt's event loop binds to one asyncio loop per process.  Without a preparer (the
+daemon as shipped today) such a VM goes Down with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.virt import VdsmClient, engine_xml, make_disk
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def storage_xml(vm_id: str, name: str, ref: dict[str, str]) -> str:
+    disk = (
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='/rhev/data-center/placeholder'/><target dev='vda' bus='virtio'/></disk>"
+    )
+    meta = "".join(f"<ovirt-vm:{k}>{v}</ovirt-vm:{k}>" for k, v in ref.items())
+    device = f"<ovirt-vm:device devtype='disk' name='vda'>{meta}</ovirt-vm:device>"
+    _, _, xml = engine_xml(vm_id=vm_id, name=name, devices=disk, metadata_extra=device)
+    return xml
+
+
+def new_ref() -> dict[str, str]:
+    return {
+        "poolID": str(uuid.uuid4()),
+        "domainID": str(uuid.uuid4()),
+        "imageID": str(uuid.uuid4()),
+        "volumeID": str(uuid.uuid4()),
+    }
+
+
+class FilePreparer:
+    """Volume id -> an existing qcow2 file; records the calls."""
+
+    def __init__(self, paths: dict[str, str], fail: set[str]) -> None:
+        self.paths = paths
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
+
+    async def prepare(self, pool_id: str, domain_id: str, image_id: str, volume_id: str) -> str:
+        self.calls.append(("prepare", volume_id))
+        if volume_id in self.fail:
+            raise RuntimeError(f"volume {volume_id} is not on any connected domain")
+        return self.paths[volume_id]
+
+    async def teardown(self, pool_id: str, domain_id: str, image_id: str, volume_id: str) -> None:
+        self.calls.append(("teardown", volume_id))
+
+
+async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
+    from vdsm.hooks.runner import HookRunner
+    from vdsm.system.libvirt import Libvirt
+    from vdsm.virt.manager import VmManager
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    preparer = FilePreparer(spec["paths"], set(spec["fail"]))
+    libvirt = Libvirt(spec["uri"], 30.0)
+    run_dir = Path(spec["run_dir"])
+    manager = VmManager(
+        libvirt,
+        HookRunner(run_dir / "hooks"),
+        lambda method, params: events.append((method, params)),
+        run_dir,
+        preparer=preparer,
+    )
+    manager.attach(libvirt)
+    await libvirt.connect()
+    out: dict[str, Any] = {"vms": {}}
+    try:
+        for vm_id, xml in spec["vms"].items():
+            await manager.create(vm_id, {"xml": xml})
+        for vm_id in spec["vms"]:
+            for _ in range(300):
+                if manager.vms[vm_id].status in ("Up", "Down"):
+                    break
+                await asyncio.sleep(0.05)
+            vm = manager.vms[vm_id]
+            entry: dict[str, Any] = {"status": vm.status}
+            if vm.exit is not None:
+                entry["exit"] = vm.exit.fields()
+            if vm.status == "Up":
+                entry["live_xml"] = await libvirt.domain_xml(vm_id)
+            out["vms"][vm_id] = entry
+        for vm_id in spec["vms"]:
+            await manager.destroy(vm_id)
+    finally:
+        await libvirt.close()
+    out["calls"] = preparer.calls
+    return out
+
+
+def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.integration.virt.test_vm_storage"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    return result
+
+
+def test_prepared_path_is_used_and_torn_down(
+    libvirt_uri: str, shared_tmp_path: Path, tmp_path: Path, domains: list[str]
+) -> None:
+    from xml.etree import ElementTree
+
+    from tests.lab.fixtures import require_kvm
+    from tests.lab.resources import unique_name
+
+    require_kvm()
+    good, bad = new_ref(), new_ref()
+    disk = make_disk(shared_tmp_path, "prepared")
+    ok_id, bad_id = str(uuid.uuid4()), str(uuid.uuid4())
+    domains += [ok_id, bad_id]
+    spec = {
+        "uri": libvirt_uri,
+        "run_dir": str(tmp_path),
+        "paths": {good["volumeID"]: str(disk)},
+        "fail": [bad["volumeID"]],
+        "vms": {
+            ok_id: storage_xml(ok_id, unique_name(), good),
+            bad_id: storage_xml(bad_id, unique_name(), bad),
+        },
+    }
+    result = run_scenario(spec)
+    ok = result["vms"][ok_id]
+    assert ok["status"] == "Up"
+    source = ElementTree.fromstring(ok["live_xml"]).find("devices/disk/source")
+    assert source.get("file") == str(disk)
+    failed = result["vms"][bad_id]
+    assert failed["status"] == "Down"
+    assert failed["exit"]["exitCode"] == 1
+    assert "cannot prepare drive vda" in failed["exit"]["exitMessage"]
+    assert "is not on any connected domain" in failed["exit"]["exitMessage"]
+    calls = [tuple(c) for c in result["calls"]]
+    assert calls.count(("prepare", good["volumeID"])) == 1
+    assert calls.count(("teardown", good["volumeID"])) == 1  # on destroy
+    # The failed prepare is not torn down (it was never prepared).
+    assert ("teardown", bad["volumeID"]) not in calls
+
+
+def test_without_a_preparer_such_a_vm_goes_down_with_a_clear_message(
+    client: VdsmClient, libvirt_conn: Any, domains: list[str]
+) -> None:
+    from tests.lab.resources import unique_name
+
+    vm_id = str(uuid.uuid4())
+    domains.append(vm_id)
+    ref = new_ref()
+    client.result(
+        "VM.create", {"vmID": vm_id, "vmParams": {"xml": storage_xml(vm_id, unique_name(), ref)}}
+    )
+    down = client.wait_status(vm_id, "Down")
+    assert down["exitCode"] == 1
+    assert "no image preparer (storage) is configured" in down["exitMessage"]
+    assert ref["imageID"] in down["exitMessage"]
+    client.result("VM.destroy", {"vmID": vm_id})
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(scenario(json.loads(sys.stdin.read())))))
