@@ -171,6 +171,7 @@ class VmManager:
             vm.set_status(vmstatus.PAUSED, pause_code=vmstatus.PAUSE_NOERR)
         else:
             vm.set_status(vmstatus.UP)
+        await self._device_hooks(vm, "after_device_create", apply=False)
         await b.run_hooks("after_vm_start", vm, domxml=live, raise_on_error=False)
 
     async def _device_hooks(self, vm: Vm, point: str, *, apply: bool = True) -> None:
