@@ -67,7 +67,7 @@ class Daemon:
         from vdsm.api.task import TaskAPI
         from vdsm.api.vm import VMAPI, VmHostAPI
         from vdsm.hooks.runner import HookRunner
-        from vdsm.host.capabilities import HostInfo
+        from vdsm.host.capabilities import HostInfo, VmCounts
         from vdsm.jobs import JobRegistry
         from vdsm.network.connectivity import ConnectivityMonitor
         from vdsm.network.monitor import NetworkChangeMonitor
@@ -134,6 +134,7 @@ class Daemon:
             uptime=lambda: self.lifecycle.uptime,
             # Built below; only called once requests are served.
             storage_domains=lambda: self.storage_monitor.stats(),
+            vm_counts=lambda: VmCounts(total=len(self.vms.vms), active=self.vms.count_up()),
         )
         self.network_monitor = NetworkChangeMonitor(self.bus, netlink, network_report)
         connectivity = ConnectivityMonitor(cfg.paths.run_dir)

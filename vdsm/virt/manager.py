@@ -280,6 +280,9 @@ class VmManager:
             result[vm.vm_id] = xml
         return result
 
+    def count_up(self) -> int:
+        return sum(1 for vm in self.vms.values() if vm.status == vmstatus.UP)
+
     def stats(self, vm: Vm) -> dict[str, Any]:
         return vm_stats(vm, self.sampler)
 

@@ -89,6 +89,8 @@ def test_done_when_flow(
     assert int(stats["displayInfo"][0]["port"]) >= 5900
     all_stats = client.result("Host.getAllVmStats")
     assert vm_id in [s["vmId"] for s in all_stats]
+    host_stats = client.result("Host.getStats")
+    assert (host_stats["vmCount"], host_stats["vmActive"]) == (1, 1)
 
     # pause / cont
     assert client.result("VM.pause", {"vmID": vm_id}) == {"vmList": {}}
