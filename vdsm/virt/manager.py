@@ -287,6 +287,9 @@ class VmManager:
         return vm_stats(vm, self.sampler)
 
     async def _collect_stats(self) -> dict[str, dict[str, Any]]:
+        # No VM running here: no reason to make libvirtd walk every domain.
+        if not any(vm.is_running for vm in self.vms.values()):
+            return {}
         return await self.backends.libvirt.all_domain_stats()
 
     async def sample_forever(self) -> None:
@@ -310,8 +313,14 @@ class VmManager:
             vm.prepared_drives = []
 
     def _on_libvirt_connect(self) -> None:
+        # A connection that was down at start-up adopts what recovery could not see;
+        # a reconnection catches up with what happened meanwhile.
+        self._spawn(self._reconcile(), "reconcile VMs with libvirt")
+
+    async def _reconcile(self) -> None:
+        await self.recover()
         if self.vms:
-            self._spawn(self.resync(), "resync VMs with libvirt")
+            await self.resync()
 
     async def resync(self) -> None:
         """After a (re)connection: catch up with changes whose events were lost while

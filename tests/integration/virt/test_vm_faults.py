@@ -154,6 +154,31 @@ def test_hanging_hook_is_killed_at_its_timeout(
     client.result("VM.destroy", {"vmID": vm_id})
 
 
+def test_destroy_during_launch_kills_the_hook_and_starts_nothing(
+    virt_daemon: Any, client: VdsmClient, libvirt_conn: Any, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "hook.pid"
+    install_hook(
+        virt_daemon.hooks_dir,
+        "before_vm_start",
+        "10_slow",
+        f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 1000\n",
+    )
+    vm_id, _, xml = engine_xml()
+    create(client, vm_id, xml)
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the hook did not start"
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert client.result("VM.destroy", {"vmID": vm_id}) is True
+    assert time.monotonic() - started < 4  # not waiting for the 5 s hook timeout
+    assert client.vm_status(vm_id) is None
+    pid = int(pid_file.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid)
+    assert_no_domain(libvirt_conn, vm_id)
+
+
 def _proc_state(pid: int) -> str:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
