@@ -163,3 +163,23 @@ class VdsmClient:
         self.rpc.close()
         if self.ev is not None:
             self.ev.close()
+
+
+def restart_libvirtd() -> int:
+    """Restarts the lab's libvirtd (running VMs survive, as on a real host) and keeps the
+    lab's service bookkeeping right; returns the new pid."""
+    from tests.lab import services
+
+    daemon = services.registry()["libvirtd"]
+    with services.locked():
+        state = services.load_state()
+        old = services.read_pidfile(daemon.pidfile)
+        if old is not None:
+            services.terminate(old)
+        pid = services.start(daemon)
+        entry = state.get("libvirtd")
+        if entry is not None and entry.get("pid") == old:
+            entry["pid"] = pid
+            entry["starttime"] = services.proc_starttime(pid)
+            services.save_state(state)
+    return pid

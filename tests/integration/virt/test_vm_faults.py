@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import wait_until_ready
-from tests.support.virt import VdsmClient, engine_xml, install_hook
+from tests.support.virt import VdsmClient, engine_xml, install_hook, restart_libvirtd
 
 pytestmark = pytest.mark.integration
 
@@ -314,6 +314,38 @@ def test_libvirt_connection_dropped_while_vms_run(
     client.wait_status(vm_id, "Paused")
     libvirt_conn.lookupByUUIDString(vm_id).resume()  # behind the daemon's back
     client.wait_status(vm_id, "Up")
+    client.result("VM.destroy", {"vmID": vm_id})
+
+
+def test_libvirtd_restarted_while_vms_run(
+    virt_daemon: Any, client: VdsmClient, domains: list[str], libvirt_uri: str
+) -> None:
+    """A real libvirtd restart: qemu keeps running, the daemon reconnects on its own
+    (the stats sampler's next call), the VM stays Up, and events flow again."""
+    import libvirt
+
+    vm_id, name, xml = engine_xml()
+    domains.append(vm_id)
+    create(client, vm_id, xml)
+    client.wait_status(vm_id, "Up")
+    qemu = int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
+    restart_libvirtd()
+    deadline = time.monotonic() + 30
+    while virt_daemon.log_text().count("[vdsm.system.libvirt] connected to libvirt at") < 2:
+        assert time.monotonic() < deadline, "the daemon did not reconnect by itself"
+        time.sleep(0.2)
+    assert client.vm_status(vm_id) == "Up"
+    assert int(Path(f"/run/libvirt/qemu/{name}.pid").read_text()) == qemu
+    # Changes made behind the daemon's back reach it through the new connection.
+    conn = libvirt.open(libvirt_uri)
+    try:
+        conn.lookupByUUIDString(vm_id).suspend()
+    finally:
+        conn.close()
+    client.wait_status(vm_id, "Paused")
+    os.kill(qemu, signal.SIGKILL)
+    down = client.wait_status(vm_id, "Down", timeout=30)
+    assert down["exitReason"] == 2
     client.result("VM.destroy", {"vmID": vm_id})
 
 
