@@ -18,7 +18,7 @@ __all__ = [
 ]
 
 
-class SpiceTicketError(VdsmError, code=18, message="Error in spice ticket"):
+class SpiceTicketError(VdsmError, code=18, message="Error while setting spice ticket"):
     pass
 
 
@@ -42,7 +42,7 @@ class HotunplugNicFailed(VdsmError, code=50, message="Failed to hotunplug NIC"):
     pass
 
 
-class BalloonError(VdsmError, code=53, message="Failed to set balloon target"):
+class BalloonError(VdsmError, code=53, message="Balloon operation is not available"):
     pass
 
 
@@ -50,9 +50,9 @@ class UpdateDeviceFailed(VdsmError, code=56, message="Failed to update device"):
     pass
 
 
-class SetNumberOfCpusFailed(VdsmError, code=60, message="Failed to set the number of CPUs"):
+class SetNumberOfCpusFailed(VdsmError, code=60, message="Failed to set the number of cpus"):
     pass
 
 
-class ResetFailed(VdsmError, code=90, message="Failed to reset VM"):
+class ResetFailed(VdsmError, code=90, message="Failed to reset VM."):
     pass

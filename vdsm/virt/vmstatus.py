@@ -49,7 +49,7 @@ EXIT_MESSAGES: dict[ExitReason, str] = {
     ExitReason.SUCCESS: "VM terminated succesfully",
     ExitReason.GENERIC_ERROR: "VM terminated with error",
     ExitReason.LOST_QEMU_CONNECTION: "Lost connection with qemu process",
-    ExitReason.LIBVIRT_START_FAILED: "Failed to start VM",
+    ExitReason.LIBVIRT_START_FAILED: "failed to start libvirt vm",
     ExitReason.MIGRATION_SUCCEEDED: "Migration succeeded",
     ExitReason.SAVE_STATE_SUCCEEDED: "SaveState succeeded",
     ExitReason.ADMIN_SHUTDOWN: "Admin shut down from the engine",
@@ -59,8 +59,8 @@ EXIT_MESSAGES: dict[ExitReason, str] = {
     ExitReason.DESTROYED_ON_STARTUP: "VM destroyed during the startup",
     ExitReason.HOST_SHUTDOWN: "VM has been terminated on the host",
     ExitReason.POSTCOPY_MIGRATION_FAILED: "Migration failed in post-copy",
-    ExitReason.DESTROYED_ON_REBOOT: "VM has been destroyed for reboot",
-    ExitReason.DESTROYED_ON_PAUSE_TIMEOUT: "VM has been paused for too long",
+    ExitReason.DESTROYED_ON_REBOOT: "Down as a part of the reboot process",
+    ExitReason.DESTROYED_ON_PAUSE_TIMEOUT: "Down because paused for too long",
 }
 
 # Pause codes reported with "Paused".
