@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lxml import etree  # type: ignore[import-untyped]
-
 from vdsm import errors
 from vdsm.system.libvirt import LibvirtError
 from vdsm.virt import domainxml, storage
@@ -72,14 +70,14 @@ async def _persist_device_meta(b: Backends, vm: Vm, meta: DeviceMeta | None, add
     for element in vm_meta.findall(f"{{{OVIRT_VM_NS}}}device"):
         vm_meta.remove(element)
     for device in vm.spec.devices:
-        element = etree.SubElement(vm_meta, f"{{{OVIRT_VM_NS}}}device", attrib=device.attrs)
+        element = domainxml.sub_element(vm_meta, f"{{{OVIRT_VM_NS}}}device", attrib=device.attrs)
         for key, value in device.values.items():
-            child = etree.SubElement(element, f"{{{OVIRT_VM_NS}}}{key}")
+            child = domainxml.sub_element(element, f"{{{OVIRT_VM_NS}}}{key}")
             child.text = str(value)
         if device.custom:
-            custom = etree.SubElement(element, f"{{{OVIRT_VM_NS}}}custom")
+            custom = domainxml.sub_element(element, f"{{{OVIRT_VM_NS}}}custom")
             for key, value in device.custom.items():
-                etree.SubElement(custom, f"{{{OVIRT_VM_NS}}}{key}").text = value
+                domainxml.sub_element(custom, f"{{{OVIRT_VM_NS}}}{key}").text = value
     try:
         await b.libvirt.set_metadata(
             vm.vm_id, domainxml.to_string(vm_meta), "ovirt-vm", OVIRT_VM_NS
@@ -248,7 +246,7 @@ async def update_device(b: Backends, vm: Vm, params: dict[str, Any]) -> dict[str
         if "linkActive" in params:
             link = iface.find("link")
             if link is None:
-                link = etree.SubElement(iface, "link")
+                link = domainxml.sub_element(iface, "link")
             link.set("state", "up" if _truthy(params["linkActive"]) else "down")
         device_xml = domainxml.to_string(iface)
         result = await b.run_hooks("before_update_device", vm, domxml=device_xml)

@@ -9,11 +9,10 @@ recovery reads back after a restart.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-
-from lxml import etree  # type: ignore[import-untyped]
 
 OVIRT_VM_NS = "http://ovirt.org/vm/1.0"
 OVIRT_TUNE_NS = "http://ovirt.org/vm/tune/1.0"
@@ -22,8 +21,23 @@ _VM = f"{{{OVIRT_VM_NS}}}"
 # The keys of an ovirt-vm:device block naming an image on a storage domain.
 STORAGE_KEYS = ("poolID", "domainID", "imageID", "volumeID")
 
-# Hardened parser: no network, no entity expansion, no huge trees from a client.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+
+@functools.cache
+def _etree() -> Any:
+    """lxml, imported on first use: ~6 MB the daemon does not pay while no VM exists."""
+    from lxml import etree  # type: ignore[import-untyped]
+
+    return etree
+
+
+@functools.cache
+def _parser() -> Any:
+    # Hardened: no network, no entity expansion.
+    return _etree().XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+
+
+def sub_element(parent: Any, tag: str, **kwargs: Any) -> Any:
+    return _etree().SubElement(parent, tag, **kwargs)
 
 
 class InvalidDomainXml(ValueError):
@@ -65,7 +79,7 @@ class DomainSpec:
 
 
 def to_string(element: Any) -> str:
-    text: str = etree.tostring(element, encoding="unicode")
+    text: str = _etree().tostring(element, encoding="unicode")
     return text
 
 
@@ -73,8 +87,8 @@ def parse_element(xml: str | bytes) -> Any:
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     try:
-        return etree.fromstring(xml, _PARSER)
-    except etree.XMLSyntaxError as e:
+        return _etree().fromstring(xml, _parser())
+    except _etree().XMLSyntaxError as e:
         raise InvalidDomainXml(f"not well-formed XML: {e}") from None
 
 
@@ -137,7 +151,7 @@ def _custom(element: Any) -> dict[str, str]:
     result: dict[str, str] = {}
     for child in element:
         if isinstance(child.tag, str):
-            result[etree.QName(child).localname] = (child.text or "").strip()
+            result[_etree().QName(child).localname] = (child.text or "").strip()
     return result
 
 
@@ -172,7 +186,7 @@ def set_disk_source(disk: Any, path: str) -> None:
     disk.set("type", "file")
     source = disk.find("source")
     if source is None:
-        source = etree.SubElement(disk, "source")
+        source = sub_element(disk, "source")
     for attr in list(source.attrib):
         source.attrib.pop(attr)
     source.set("file", path)
@@ -247,8 +261,8 @@ def vm_metadata(root: Any, create: bool = True) -> Any:
     if element is None and create:
         metadata = root.find("metadata")
         if metadata is None:
-            metadata = etree.SubElement(root, "metadata")
-        element = etree.SubElement(metadata, f"{_VM}vm", nsmap={"ovirt-vm": OVIRT_VM_NS})
+            metadata = sub_element(root, "metadata")
+        element = sub_element(metadata, f"{_VM}vm", nsmap={"ovirt-vm": OVIRT_VM_NS})
     return element
 
 
@@ -257,7 +271,7 @@ def set_metadata_value(root: Any, key: str, value: str, kind: str = "str") -> No
     vm = vm_metadata(root)
     element = vm.find(f"{_VM}{key}")
     if element is None:
-        element = etree.SubElement(vm, f"{_VM}{key}")
+        element = sub_element(vm, f"{_VM}{key}")
     if kind != "str":
         element.set("type", kind)
     element.text = value
