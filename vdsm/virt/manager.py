@@ -114,6 +114,9 @@ class VmManager:
             raise
         except Exception as e:
             log.exception("VM %s failed to start", vm.vm_id)
+            # Whatever failed, no domain may be left running for a VM reported Down.
+            with contextlib.suppress(Exception):
+                await self._kill_domain(vm.vm_id, 1)
             await self._fail_start(vm, ExitReason.GENERIC_ERROR, str(e))
         finally:
             vm.launch_task = None

@@ -90,7 +90,9 @@ def test_done_when_flow(
     all_stats = client.result("Host.getAllVmStats")
     assert vm_id in [s["vmId"] for s in all_stats]
     host_stats = client.result("Host.getStats")
-    assert (host_stats["vmCount"], host_stats["vmActive"]) == (1, 1)
+    # (Other VMs with ovirt metadata on this libvirtd would be adopted and counted too.)
+    assert host_stats["vmCount"] == len(client.result("Host.getVMList")) >= 1
+    assert host_stats["vmActive"] >= 1
 
     # pause / cont
     assert client.result("VM.pause", {"vmID": vm_id}) == {"vmList": {}}
