@@ -80,7 +80,7 @@ async def _persist_device_meta(b: Backends, vm: Vm, meta: DeviceMeta | None, add
                 domainxml.sub_element(custom, f"{{{OVIRT_VM_NS}}}{key}").text = value
     try:
         await b.libvirt.set_metadata(
-            vm.vm_id, domainxml.to_string(vm_meta), "ovirt-vm", OVIRT_VM_NS
+            vm.vm_id, domainxml.to_string_without_namespace(vm_meta), "ovirt-vm", OVIRT_VM_NS
         )
     except LibvirtError as e:
         log.warning("cannot update the metadata of VM %s: %s", vm.vm_id, e)

@@ -308,3 +308,17 @@ def replace_element(old: Any, new_xml: str) -> Any:
     new = parse_element(new_xml)
     old.getparent().replace(old, new)
     return new
+
+
+def to_string_without_namespace(element: Any) -> str:
+    """The element with every tag in no namespace: what virDomainSetMetadata wants (it
+    puts the element in the namespace it is given, and refuses one already there)."""
+    import copy
+
+    etree = _etree()
+    clone = copy.deepcopy(element)
+    for node in clone.iter():
+        if isinstance(node.tag, str):
+            node.tag = etree.QName(node).localname
+    etree.cleanup_namespaces(clone)
+    return to_string(clone)

@@ -69,6 +69,7 @@ class FilePreparer:
 async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
     from vdsm.hooks.runner import HookRunner
     from vdsm.system.libvirt import Libvirt
+    from vdsm.virt import devices
     from vdsm.virt.manager import VmManager
 
     events: list[tuple[str, dict[str, Any]]] = []
@@ -97,11 +98,25 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
             entry: dict[str, Any] = {"status": vm.status}
             if vm.exit is not None:
                 entry["exit"] = vm.exit.fields()
+            if vm.status == "Up" and vm_id in spec.get("hotplug", {}):
+                await devices.hotplug_disk(manager.backends, vm, {"xml": spec["hotplug"][vm_id]})
             if vm.status == "Up":
                 entry["live_xml"] = await libvirt.domain_xml(vm_id)
             out["vms"][vm_id] = entry
+        if spec.get("recover"):
+            # A second manager on the same libvirt: what a restarted daemon rebuilds.
+            manager = VmManager(libvirt, HookRunner(run_dir / "hooks"), print, run_dir)
+            manager.backends.preparer = preparer
+            manager.attach(libvirt)  # the lifecycle events now go to it alone
+            await manager.recover()
+            out["recovered"] = {
+                vm_id: sorted(str(m.values["volumeID"]) for m in vm.prepared_drives)
+                for vm_id, vm in manager.vms.items()
+                if vm_id in spec["vms"]
+            }
         for vm_id in spec["vms"]:
-            await manager.destroy(vm_id)
+            if vm_id in manager.vms:
+                await manager.destroy(vm_id)
     finally:
         await libvirt.close()
     out["calls"] = preparer.calls
@@ -161,6 +176,47 @@ def test_prepared_path_is_used_and_torn_down(
     assert calls.count(("teardown", good["volumeID"])) == 1  # on destroy
     # The failed prepare is not torn down (it was never prepared).
     assert ("teardown", bad["volumeID"]) not in calls
+
+
+def test_recovery_knows_the_prepared_drives_including_hotplugged_ones(
+    libvirt_uri: str, shared_tmp_path: Path, tmp_path: Path, domains: list[str]
+) -> None:
+    from tests.lab.fixtures import require_kvm
+    from tests.lab.resources import unique_name
+
+    require_kvm()
+    boot, extra = new_ref(), new_ref()
+    vm_id = str(uuid.uuid4())
+    domains.append(vm_id)
+    meta = "".join(f"<ovirt-vm:{k}>{v}</ovirt-vm:{k}>" for k, v in extra.items())
+    hotplug = (
+        "<hotplug xmlns:ovirt-vm='http://ovirt.org/vm/1.0'><devices>"
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='/placeholder'/><target dev='sdb' bus='usb'/></disk></devices>"
+        f"<metadata><ovirt-vm:vm><ovirt-vm:device devtype='disk' name='sdb'>{meta}"
+        "</ovirt-vm:device></ovirt-vm:vm></metadata></hotplug>"
+    )
+    spec = {
+        "uri": libvirt_uri,
+        "run_dir": str(tmp_path),
+        "paths": {
+            boot["volumeID"]: str(make_disk(shared_tmp_path, "boot")),
+            extra["volumeID"]: str(make_disk(shared_tmp_path, "extra")),
+        },
+        "fail": [],
+        "vms": {vm_id: storage_xml(vm_id, unique_name(), boot)},
+        "hotplug": {vm_id: hotplug},
+        "recover": True,
+    }
+    result = run_scenario(spec)
+    assert result["vms"][vm_id]["status"] == "Up"
+    assert str(spec["paths"][extra["volumeID"]]) in result["vms"][vm_id]["live_xml"]
+    # The hot-plugged drive's metadata reached libvirt: the recovered VM knows both.
+    assert result["recovered"][vm_id] == sorted([boot["volumeID"], extra["volumeID"]])
+    calls = [tuple(c) for c in result["calls"]]
+    for ref in (boot, extra):
+        assert calls.count(("prepare", ref["volumeID"])) == 1
+        assert calls.count(("teardown", ref["volumeID"])) == 1
 
 
 def test_without_a_preparer_such_a_vm_goes_down_with_a_clear_message(
