@@ -8,7 +8,7 @@ path before the domain can start, and a teardown once the VM is gone.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from vdsm.virt import domainxml
 from vdsm.virt.domainxml import DeviceMeta, DomainSpec
@@ -75,3 +75,29 @@ async def teardown_drives(drives: list[DeviceMeta], preparer: ImagePreparer | No
             await preparer.teardown(*ref)
         except Exception:
             log.exception("teardown of image %s volume %s failed", ref[2], ref[3])
+
+
+class ImageService(Protocol):
+    """The storage side's image preparation (vdsm.storage.images.Images)."""
+
+    async def prepare(
+        self, sd_uuid: str, img: str, vol: str, allow_illegal: bool
+    ) -> dict[str, Any]: ...
+
+    async def teardown(self, sd_uuid: str, img: str, vol: str | None) -> None: ...
+
+
+class StorageImagePreparer:
+    """An ImagePreparer over the storage service's Image.prepare / Image.teardown: the
+    daemon's wiring is `VmManager(..., preparer=StorageImagePreparer(images))`."""
+
+    def __init__(self, images: ImageService) -> None:
+        self.images = images
+
+    async def prepare(self, pool_id: str, domain_id: str, image_id: str, volume_id: str) -> str:
+        # A VM never runs on an illegal volume (a failed merge or copy left it so).
+        info = await self.images.prepare(domain_id, image_id, volume_id, False)
+        return str(info["path"])
+
+    async def teardown(self, pool_id: str, domain_id: str, image_id: str, volume_id: str) -> None:
+        await self.images.teardown(domain_id, image_id, volume_id)

@@ -120,3 +120,28 @@ def test_hotplug_device_and_its_metadata() -> None:
     assert spec.device_meta is not None and spec.device_meta.custom == {"a": "b"}
     with pytest.raises(InvalidDomainXml, match="one device"):
         domainxml.parse_hotplug("<hotplug><devices><disk/><disk/></devices></hotplug>")
+
+
+def test_storage_image_preparer_maps_to_image_prepare_and_teardown() -> None:
+    import asyncio
+    from typing import Any
+
+    from vdsm.virt.storage import StorageImagePreparer
+
+    calls: list[tuple[Any, ...]] = []
+
+    class Images:
+        async def prepare(
+            self, sd_uuid: str, img: str, vol: str, allow_illegal: bool
+        ) -> dict[str, Any]:
+            calls.append(("prepare", sd_uuid, img, vol, allow_illegal))
+            return {"path": f"/run/vdsm/storage/{sd_uuid}/{img}/{vol}", "info": {}}
+
+        async def teardown(self, sd_uuid: str, img: str, vol: str | None) -> None:
+            calls.append(("teardown", sd_uuid, img, vol))
+
+    preparer = StorageImagePreparer(Images())
+    path = asyncio.run(preparer.prepare("sp", "sd", "img", "vol"))
+    asyncio.run(preparer.teardown("sp", "sd", "img", "vol"))
+    assert path == "/run/vdsm/storage/sd/img/vol"
+    assert calls == [("prepare", "sd", "img", "vol", False), ("teardown", "sd", "img", "vol")]
