@@ -322,8 +322,7 @@ class Daemon:
             log.info("holding recovery for %.1f s ([devel] recovery_delay)", delay)
             await asyncio.sleep(delay)
         await self._connect_libvirt()
-        adopted = await self.vms.recover()
-        log.info("recovered %d VM(s)", adopted)
+        await self.vms.recover()
         self.lifecycle.enter(Phase.READY)
         self.bus.enabled = True
         self.notifier.notify("STATUS=ready")

@@ -57,6 +57,8 @@ class VmManager:
         self.external: dict[str, str] = {}
         self.sampler = StatsSampler(self._collect_stats, sample_interval)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recovery_lock = asyncio.Lock()
+        self.recovered = False
 
     @property
     def libvirt(self) -> Libvirt:
@@ -348,12 +350,22 @@ class VmManager:
     # -- recovery ---------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Adopts the running domains that carry ovirt-vm metadata; returns how many."""
+        """Adopts the running domains that carry ovirt-vm metadata; returns how many.
+
+        Done once per process, by whoever comes first: the start-up recovery or the
+        first libvirt connection (which may come later, when libvirt was down)."""
+        async with self._recovery_lock:
+            if self.recovered:
+                return 0
+            return await self._recover_locked()
+
+    async def _recover_locked(self) -> int:
         try:
             domains = await self.backends.libvirt.list_domains()
         except LibvirtError as e:
             log.warning("cannot list libvirt domains for recovery: %s", e)
             return 0
+        self.recovered = True
         adopted = 0
         for domain in domains:
             vm = self._adopt(domain)
@@ -362,8 +374,9 @@ class VmManager:
             self.vms[vm.vm_id] = vm
             adopted += 1
             log.info("recovered VM %s (%s): %s", vm.vm_id, vm.name, vm.status)
-        if self.external:
-            log.info("%d external domain(s) left alone", len(self.external))
+        log.info(
+            "recovered %d VM(s); %d external domain(s) left alone", adopted, len(self.external)
+        )
         return adopted
 
     def _adopt(self, domain: lv.DomainInfo) -> Vm | None:
