@@ -90,3 +90,32 @@ def test_libvirt_network_refuses_a_non_interface() -> None:
     with pytest.raises(HookScriptError) as info:
         run("before_device_create", "<disk/>", {"libvirt_network": "n"})
     assert "expected an <interface>, got <disk>" in str(info.value)
+
+
+def _guide_example(tmp_path: Path) -> Path:
+    """The worked example of hooks/README.md, installed as its comment says."""
+    text = (HOOKS / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "before_vm_start/50_note" in code
+    point = tmp_path / "before_vm_start"
+    point.mkdir()
+    script = point / "50_note"
+    script.write_text(code)
+    script.chmod(0o755)
+    return tmp_path
+
+
+def test_the_guides_worked_example_runs_as_documented(tmp_path: Path) -> None:
+    hooks = _guide_example(tmp_path)
+    runner = HookRunner(hooks)
+    result = asyncio.run(
+        runner.run("before_vm_start", domxml=DOMAIN, env={"note": "web tier"}, vm_id="x")
+    )
+    assert result.errors == []
+    doc = minidom.parseString(result.domxml or "")
+    assert doc.getElementsByTagName("description")[0].firstChild.data == "web tier"
+    with pytest.raises(HookScriptError) as info:
+        asyncio.run(
+            runner.run("before_vm_start", domxml=DOMAIN, env={"forbidden": "true"}, vm_id="x")
+        )
+    assert str(info.value) == "Hook Error: (b'this VM may not start here\\n',)"
