@@ -180,3 +180,39 @@ def test_failing_hook_turns_the_vm_down_with_its_message(
     assert client.vm_status(vm_id) == "Down"
     assert client.result("VM.destroy", {"vmID": vm_id}) is True
     assert client.vm_status(vm_id) is None
+
+
+def test_vm_status_events_reach_websocket_clients(
+    virt_daemon: Any, client: VdsmClient, domains: list[str]
+) -> None:
+    import asyncio
+    import json
+
+    import aiohttp
+
+    vm_id, _, xml = engine_xml()
+    domains.append(vm_id)
+
+    async def follow() -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        async with aiohttp.ClientSession() as session:
+            url = f"http://{virt_daemon.host}:{virt_daemon.port}/events"
+            async with session.ws_connect(url) as ws:
+                await asyncio.sleep(0.2)  # subscribed before the VM starts
+                await asyncio.to_thread(
+                    client.result, "VM.create", {"vmID": vm_id, "vmParams": {"xml": xml}}
+                )
+                while not seen or seen[-1][vm_id]["status"] != "Up":
+                    message = json.loads((await ws.receive(timeout=30)).data)
+                    if message["method"] == f"|virt|VM_status|{vm_id}":
+                        seen.append(message["params"])
+                await asyncio.to_thread(client.result, "VM.destroy", {"vmID": vm_id})
+                while seen[-1][vm_id]["status"] != "Down":
+                    message = json.loads((await ws.receive(timeout=30)).data)
+                    if message["method"] == f"|virt|VM_status|{vm_id}":
+                        seen.append(message["params"])
+        return seen
+
+    seen = asyncio.run(follow())
+    assert isinstance(seen[-1]["notify_time"], int)
+    assert seen[-1][vm_id]["exitReason"] == 6
