@@ -141,6 +141,7 @@ class Libvirt:
         self._connecting = asyncio.Lock()
         self._lifecycle_handler: LifecycleHandler | None = None
         self._reconnect_handlers: list[Callable[[], None]] = []
+        self._closing: set[asyncio.Task[Any]] = set()
 
     @property
     def connected(self) -> bool:
@@ -184,6 +185,12 @@ class Libvirt:
             log.warning("libvirt connection to %s closed (reason %d)", self.uri, reason)
             if self._conn is conn:
                 self._conn = None
+                # Release the dead connection (and its callbacks) off the loop thread.
+                task = asyncio.get_running_loop().create_task(
+                    self._bulkhead.run(_close_quietly, conn)
+                )
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
         def lifecycle(_conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
             handler = self._lifecycle_handler
