@@ -134,7 +134,7 @@ class Daemon:
             uptime=lambda: self.lifecycle.uptime,
             # Built below; only called once requests are served.
             storage_domains=lambda: self.storage_monitor.stats(),
-            vm_counts=lambda: VmCounts(total=len(self.vms.vms), active=self.vms.count_up()),
+            vm_counts=lambda: VmCounts(total=self.vms.count_all(), active=self.vms.count_up()),
         )
         self.network_monitor = NetworkChangeMonitor(self.bus, netlink, network_report)
         connectivity = ConnectivityMonitor(cfg.paths.run_dir)

@@ -142,7 +142,7 @@ class VmHostAPI:
 
     async def getAllVmStats(self) -> list[dict[str, Any]]:
         await _stats_hooks(self.vms, "before_get_all_vm_stats", None, None)
-        stats = [self.vms.stats(vm) for vm in list(self.vms.vms.values())]
+        stats = [self.vms.stats(vm) for vm in self.vms.select(None)]
         edited = await _stats_hooks(self.vms, "after_get_all_vm_stats", None, stats)
         return edited if isinstance(edited, list) else stats
 

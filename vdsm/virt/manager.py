@@ -8,7 +8,8 @@ with its reason, and leaves no domain behind.
 Nothing is persisted besides what libvirt holds: the ovirt-vm metadata travels in
 the domain XML, so after a restart (clean or kill -9) `recover` rebuilds every VM from
 the running domains.  Domains without that metadata are someone else's ("external"):
-they are remembered only to refuse a VM.create of the same uuid.
+they are listed (getVMList, getAllVmStats) with their status, but no verb acts on
+them and no event is sent for them; they are forgotten once they stop.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class VmManager:
         self.backends = Backends(libvirt, hooks, Path(run_dir), preparer)
         self.publish = publish
         self.vms: dict[str, Vm] = {}
-        self.external: dict[str, str] = {}
+        self.external: dict[str, Vm] = {}
         self.sampler = StatsSampler(self._collect_stats, sample_interval)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recovery_lock = asyncio.Lock()
@@ -268,9 +269,11 @@ class VmManager:
     # -- listing ----------------------------------------------------------------------------
 
     def select(self, vm_ids: Iterable[str] | None) -> list[Vm]:
+        """Our VMs, then the external domains, as listings report them."""
+        everything = {**self.external, **self.vms}
         if not vm_ids:
-            return list(self.vms.values())
-        return [self.vms[i] for i in vm_ids if i in self.vms]
+            return list(everything.values())
+        return [everything[i] for i in vm_ids if i in everything]
 
     def status_list(self, vm_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         return [vm.status_entry() for vm in self.select(vm_ids)]
@@ -285,15 +288,18 @@ class VmManager:
             result[vm.vm_id] = xml
         return result
 
+    def count_all(self) -> int:
+        return len(self.vms) + len(self.external)
+
     def count_up(self) -> int:
-        return sum(1 for vm in self.vms.values() if vm.status == vmstatus.UP)
+        return sum(1 for vm in self.select(None) if vm.status == vmstatus.UP)
 
     def stats(self, vm: Vm) -> dict[str, Any]:
         return vm_stats(vm, self.sampler)
 
     async def _collect_stats(self) -> dict[str, dict[str, Any]]:
         # No VM running here: no reason to make libvirtd walk every domain.
-        if not any(vm.is_running for vm in self.vms.values()):
+        if not any(vm.is_running for vm in self.select(None)):
             return {}
         return await self.backends.libvirt.all_domain_stats()
 
@@ -303,6 +309,12 @@ class VmManager:
     # -- libvirt events ---------------------------------------------------------------------
 
     def on_lifecycle_event(self, vm_id: str, event: int, detail: int) -> None:
+        external = self.external.get(vm_id)
+        if external is not None:
+            apply_lifecycle_event(external, event, detail)
+            if external.is_down:
+                del self.external[vm_id]  # down externals are not reported
+            return
         vm = self.vms.get(vm_id)
         if vm is None:
             return
@@ -335,6 +347,8 @@ class VmManager:
         except LibvirtError as e:
             log.warning("cannot resync VMs with libvirt: %s", e)
             return
+        for vm_id in [i for i in self.external if i not in domains]:
+            del self.external[vm_id]  # stopped while we were not listening
         for vm in list(self.vms.values()):
             if vm.destroying or vm.is_down or vm.status == vmstatus.WAIT_FOR_LAUNCH:
                 continue
@@ -371,6 +385,9 @@ class VmManager:
             vm = self._adopt(domain)
             if vm is None:
                 continue
+            if vm.external:
+                self.external[vm.vm_id] = vm
+                continue
             self.vms[vm.vm_id] = vm
             adopted += 1
             log.info("recovered VM %s (%s): %s", vm.vm_id, vm.name, vm.status)
@@ -383,13 +400,9 @@ class VmManager:
         try:
             spec = domainxml.parse(domain.xml)
         except InvalidDomainXml as e:
-            log.warning("domain %s has an unreadable XML (%s); external", domain.name, e)
-            self.external[domain.uuid] = domain.name
+            log.warning("domain %s has an unreadable XML (%s); ignored", domain.name, e)
             return None
-        if not spec.has_metadata:
-            self.external[domain.uuid] = domain.name
-            return None
-        if spec.vm_id in self.vms:
+        if spec.vm_id in self.vms or spec.vm_id in self.external:
             return None
         if domain.state in (lv.DOMAIN_RUNNING, lv.DOMAIN_BLOCKED):
             status, pause_code = vmstatus.UP, None
@@ -401,7 +414,11 @@ class VmManager:
             status, pause_code = vmstatus.POWERING_DOWN, None
         else:
             return None
-        vm = Vm(spec.vm_id, spec, self.publish, status=status, pause_code=pause_code)
+        external = not spec.has_metadata
+        # External domains send no events: they are not the engine's VMs to follow.
+        publish = _no_events if external else self.publish
+        vm = Vm(spec.vm_id, spec, publish, status=status, pause_code=pause_code)
+        vm.external = external
         try:
             vm.start_time = float(spec.values.get("startTime", vm.start_time))
         except (TypeError, ValueError):
@@ -409,3 +426,7 @@ class VmManager:
         vm.update_live_xml(domain.xml)
         vm.prepared_drives = [meta for meta, _ in domainxml.storage_drives(spec)]
         return vm
+
+
+def _no_events(method: str, params: dict[str, Any]) -> None:
+    pass

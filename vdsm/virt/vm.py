@@ -67,6 +67,8 @@ class Vm:
     # The libvirt create call while it runs: destroy waits for it (never cancels it).
     creating: asyncio.Future[str] | None = None
     devices_hash: str = "0"
+    # A running domain without ovirt-vm metadata: listed, never acted upon.
+    external: bool = False
     # (sample/state key, formatted stats) of the last getStats: see stats.vm_stats.
     stats_cache: tuple[Any, dict[str, Any]] | None = None
 

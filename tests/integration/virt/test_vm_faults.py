@@ -398,3 +398,35 @@ def test_verbs_answer_99_until_recovery_finishes(
         assert isinstance(c.result("Host.getVMList"), list)
     finally:
         c.close()
+
+
+def test_external_domains_are_listed_and_left_alone(
+    vdsmd: Any, libvirt_uri: str, libvirt_domain: Any, libvirt_conn: Any
+) -> None:
+    """A running domain without ovirt-vm metadata, found at start: listed with its
+    status, refused by the VM verbs, forgotten once it stops."""
+    import libvirt
+
+    dom = libvirt_domain()  # vdsmlab-<pid>-<n>, no metadata; destroyed at teardown
+    vm_id = dom.UUIDString()
+    daemon = vdsmd({"libvirt": {"uri": libvirt_uri}})
+    c = VdsmClient(daemon)
+    try:
+        assert c.vm_status(vm_id) == "Up"
+        stats = {s["vmId"]: s for s in c.result("Host.getAllVmStats")}
+        assert stats[vm_id]["vmName"] == dom.name()
+        assert c.error("VM.destroy", {"vmID": vm_id})["code"] == 1
+        assert c.error("VM.pause", {"vmID": vm_id})["code"] == 1
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        dom.destroy()
+        deadline = time.monotonic() + 20
+        while c.vm_status(vm_id) is not None:
+            assert time.monotonic() < deadline, "a stopped external domain is still listed"
+            time.sleep(0.1)
+        for _ in range(3):
+            c._pump(0.3)  # collect whatever the daemon sent meanwhile
+        assert not [p for m, p in c.events if m == f"|virt|VM_status|{vm_id}"], (
+            "events were sent for an external domain"
+        )
+    finally:
+        c.close()
