@@ -26,6 +26,7 @@ from bench import images as bench_images
 from bench import load
 from bench import network as bench_network
 from bench import storage as bench_storage
+from bench import virt as bench_virt
 from vdsm.client.stomp import StompClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,6 +197,7 @@ def main() -> int:
     images = bench_images.run(vdsmd, args.quick)
     network = bench_network.run(args.quick)
     network_lab = None if args.quick else bench_network.run_lab()
+    virt = bench_virt.run(vdsmd, args.quick)
 
     ready = statistics.median(ready_times)
     rows = [
@@ -251,6 +253,7 @@ def main() -> int:
                 f"{storage['repo_p99_ms']:.2f} ms",
             ),
         ]
+    checks += bench_virt.report(virt)
     print()
     print("Images (file domain on the local disk, real sanlock and qemu-img)")
     if isinstance(images, str):

@@ -100,6 +100,10 @@ class Vars:
     trust_store_path: Path = option(
         path, Path("/etc/pki/vdsm"), "Holds keys/vdsmkey.pem, certs/vdsmcert.pem, certs/cacert.pem"
     )
+    vm_sample_interval: float = option(
+        number(0.1), 15.0, "Seconds between bulk VM stats samples (one libvirt call each)"
+    )
+    hook_timeout: float = option(number(0.1), 60.0, "Seconds one hook script may run")
 
     @property
     def key_file(self) -> Path:

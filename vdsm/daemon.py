@@ -68,9 +68,10 @@ class Daemon:
         from vdsm.api.storagedomain import StorageDomainAPI
         from vdsm.api.storagepool import StoragePoolAPI
         from vdsm.api.task import TaskAPI
+        from vdsm.api.vm import VMAPI, VmHostAPI
         from vdsm.api.volume import VolumeAPI
         from vdsm.hooks.runner import HookRunner
-        from vdsm.host.capabilities import HostInfo
+        from vdsm.host.capabilities import HostInfo, VmCounts
         from vdsm.jobs import JobRegistry
         from vdsm.network.apply import Applier
         from vdsm.network.connectivity import ConnectivityMonitor
@@ -103,6 +104,8 @@ class Daemon:
         from vdsm.system.libvirt import Libvirt
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
+        from vdsm.virt.manager import VmManager
+        from vdsm.virt.storage import StorageImagePreparer
 
         cfg = self.config
         self.metrics = metrics = Metrics()
@@ -126,6 +129,15 @@ class Daemon:
         )
 
         self.libvirt = Libvirt(cfg.libvirt.uri, cfg.libvirt.timeout)
+        self.hooks = HookRunner(cfg.paths.hooks_dir, timeout=cfg.vars.hook_timeout)
+        self.vms = VmManager(
+            self.libvirt,
+            self.hooks,
+            self.bus.publish,
+            cfg.paths.run_dir,
+            sample_interval=cfg.vars.vm_sample_interval,
+        )
+        self.vms.attach(self.libvirt)
         netlink = Netlink()
         network_report = NetworkReport(netlink)
         self.host_info = HostInfo(
@@ -138,6 +150,7 @@ class Daemon:
             net_config_dirty=lambda: self.network.config_dirty(),
             # Built below; only called once requests are served.
             storage_domains=lambda: self.storage_monitor.stats(),
+            vm_counts=lambda: VmCounts(total=self.vms.count_all(), active=self.vms.count_up()),
         )
         self.network_monitor = NetworkChangeMonitor(self.bus, netlink, network_report)
         connectivity = ConnectivityMonitor(cfg.paths.run_dir)
@@ -147,7 +160,7 @@ class Daemon:
             applier=Applier(KernelChanger),
             connectivity=connectivity,
             report=network_report,
-            hooks=HookRunner(cfg.paths.hooks_dir),
+            hooks=self.hooks,
             dhcp=DhcpClients(cfg.paths.run_dir),
             resolver=Resolver(),
         )
@@ -206,6 +219,8 @@ class Daemon:
         jobs = JobRegistry()
         volumes = Volumes(self.storage)
         images = Images(volumes, cfg.paths.run_dir / "storage")
+        # VM drives on storage domains are prepared by the storage side's Image.prepare.
+        self.vms.backends.preparer = StorageImagePreparer(images)
         apis = [
             HostAPI(
                 facts=self.host_info,
@@ -213,6 +228,7 @@ class Daemon:
                 tasks=self.tasks,
                 jobs=jobs,
                 storage=self.storage,
+                hooks=self.hooks,
             ),
             VolumeAPI(volumes=volumes, copier=VolumeCopier(images)),
             ImageAPI(images=images),
@@ -226,6 +242,8 @@ class Daemon:
             HostNetworkAPI(
                 service=self.network, report=network_report, statistics=NetworkStatistics()
             ),
+            VMAPI(vms=self.vms),
+            VmHostAPI(vms=self.vms),
         ]
         table = registry.build(schema.load(), apis)
         dispatcher = Dispatcher(
@@ -288,6 +306,7 @@ class Daemon:
             loop.add_signal_handler(signum, self._request_stop, signum)
         self._prepare_directories()
         await self._build()
+        await self.hooks.run("before_vdsm_start", raise_on_error=False)
         address = await self._serve()
         try:
             async with asyncio.TaskGroup() as group:
@@ -295,6 +314,7 @@ class Daemon:
                 self._spawn(group, self.host_info.sample_forever(), "host stats sampler")
                 self._spawn(group, self.network_monitor.run(), "network monitor")
                 self._spawn(group, self.storage_monitor.run(), "storage domain monitors")
+                self._spawn(group, self.vms.sample_forever(), "VM stats sampler")
                 if self.notifier.watchdog_interval:
                     self._spawn(group, self._watchdog(self.notifier.watchdog_interval), "watchdog")
                 self._announce(address)
@@ -343,6 +363,7 @@ class Daemon:
             await asyncio.sleep(delay)
         await self._restore_networks()
         await self._connect_libvirt()
+        await self.vms.recover()
         self.lifecycle.enter(Phase.READY)
         self.bus.enabled = True
         self.notifier.notify("STATUS=ready")
@@ -378,6 +399,7 @@ class Daemon:
                 e,
             )
         fallback = Libvirt("test:///default", self.config.libvirt.timeout)
+        self.vms.attach(fallback)
         await fallback.connect()
         self.libvirt = fallback
         self.host_info.libvirt = fallback
@@ -408,6 +430,8 @@ class Daemon:
     async def _release(self) -> None:
         with contextlib.suppress(Exception):
             await self.libvirt.close()
+        with contextlib.suppress(Exception):
+            await self.hooks.run("after_vdsm_stop", raise_on_error=False)
         port_file = self.config.addresses.port_file
         if port_file is not None:
             with contextlib.suppress(OSError):

@@ -66,6 +66,11 @@ class Watchdog:
 
     def __enter__(self) -> Watchdog:
         self._thread.start()
+        # Pinging before the test's own traffic starts: on a loaded machine the test
+        # body could otherwise end before the first ping, proving nothing.
+        deadline = time.monotonic() + 10
+        while self.count == 0 and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:

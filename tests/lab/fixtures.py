@@ -5,7 +5,8 @@ Fixtures (all clean up after themselves whatever the test's outcome):
   lab_services                  session: starts daemons on demand (tests.lab.services); the
                                 last test session to end stops those sessions started
   libvirt_uri                   session: "qemu:///system" served by a running libvirtd
-  libvirt_conn                  session: a libvirt.virConnect on it
+  libvirt_conn                  a libvirt.virConnect on it, per test (a test may restart
+                                libvirtd, which closes every open connection)
   libvirt_domain(...)           factory: a transient type='kvm' domain, destroyed afterwards
   shared_tmp_path               a 0755 dir under /var/tmp that qemu (libvirt-qemu) can read
   sanlock                       session: a running sanlock daemon (-w 0 on a host; wdmd +
@@ -199,7 +200,7 @@ def libvirt_uri(lab_services: LabServices) -> str:
     return "qemu:///system"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def libvirt_conn(libvirt_uri: str) -> Iterator[Any]:
     try:
         import libvirt

@@ -90,6 +90,7 @@ class Site:
         *,
         process_pool_timeout: str | None = None,
         watchdog_interval: str | None = None,
+        extra: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.root = root
         self.repo = root / "data-center"
@@ -99,6 +100,7 @@ class Site:
         config = {"irs": irs, "sanlock": {"io_timeout": "1"}}
         if watchdog_interval:
             config["spm"] = {"watchdog_interval": watchdog_interval}
+        config.update(extra or {})
         self.daemon = vdsmd(config)
         self.vdsm = Vdsm(self.daemon)
         self.sp = new_uuid()

@@ -6,6 +6,7 @@ import logging
 from typing import Any, Protocol
 
 from vdsm import context, errors, logutils
+from vdsm.hooks.runner import HookRunner
 from vdsm.jobs import JobRegistry
 from vdsm.network.connectivity import ConnectivityMonitor
 from vdsm.storage.service import StorageService
@@ -35,7 +36,9 @@ class HostAPI:
         tasks: TaskManager,
         jobs: JobRegistry,
         storage: StorageService,
+        hooks: HookRunner | None = None,
     ) -> None:
+        self.hooks = hooks
         self.facts = facts
         self.connectivity = connectivity
         self.tasks = tasks
@@ -66,10 +69,25 @@ class HostAPI:
 
     async def getCapabilities(self) -> dict[str, Any]:
         ctx = context.current()
-        return await self.facts.capabilities(client_address=ctx.local_address if ctx else "")
+        await self._before("before_get_caps")
+        caps = await self.facts.capabilities(client_address=ctx.local_address if ctx else "")
+        return await self._after("after_get_caps", caps)
 
     async def getStats(self) -> dict[str, Any]:
-        return await self.facts.stats()
+        await self._before("before_get_stats")
+        return await self._after("after_get_stats", await self.facts.stats())
+
+    async def _before(self, point: str) -> None:
+        # A failing before_* script fails the verb with HookError 1500 (contract §3.3).
+        if self.hooks is not None:
+            await self.hooks.run(point, json_data={})
+
+    async def _after(self, point: str, data: dict[str, Any]) -> dict[str, Any]:
+        # after_* scripts may edit what the caller gets; their failures are only logged.
+        if self.hooks is None:
+            return data
+        result = await self.hooks.run(point, json_data=data, raise_on_error=False)
+        return result.json_data if isinstance(result.json_data, dict) else data
 
     async def getAllTasksStatuses(self) -> dict[str, Any]:
         return self.tasks.statuses()

@@ -192,4 +192,5 @@ class ConfigError(Exception):
 from vdsm.errors.network import *  # noqa: E402, F403
 from vdsm.errors.spm import *  # noqa: E402, F403
 from vdsm.errors.storage import *  # noqa: E402, F403
+from vdsm.errors.virt import *  # noqa: E402, F403
 from vdsm.errors.volume import *  # noqa: E402, F403
