@@ -132,9 +132,9 @@ def test_storage_image_preparer_maps_to_image_prepare_and_teardown() -> None:
 
     class Images:
         async def prepare(
-            self, sd_uuid: str, img: str, vol: str, allow_illegal: bool
+            self, sp_uuid: str, sd_uuid: str, img: str, vol: str, allow_illegal: bool
         ) -> dict[str, Any]:
-            calls.append(("prepare", sd_uuid, img, vol, allow_illegal))
+            calls.append(("prepare", sp_uuid, sd_uuid, img, vol, allow_illegal))
             return {"path": f"/run/vdsm/storage/{sd_uuid}/{img}/{vol}", "info": {}}
 
         async def teardown(self, sd_uuid: str, img: str, vol: str | None) -> None:
@@ -144,4 +144,7 @@ def test_storage_image_preparer_maps_to_image_prepare_and_teardown() -> None:
     path = asyncio.run(preparer.prepare("sp", "sd", "img", "vol"))
     asyncio.run(preparer.teardown("sp", "sd", "img", "vol"))
     assert path == "/run/vdsm/storage/sd/img/vol"
-    assert calls == [("prepare", "sd", "img", "vol", False), ("teardown", "sd", "img", "vol")]
+    assert calls == [
+        ("prepare", "sp", "sd", "img", "vol", False),
+        ("teardown", "sd", "img", "vol"),
+    ]
