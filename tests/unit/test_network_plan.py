@@ -296,3 +296,49 @@ def test_a_gateway_change_replaces_the_table_default_and_removal_drops_the_rules
         (None, "10.0.0.0/24"),
         ("10.0.0.0/24", None),
     ]
+
+
+def test_removal_gives_a_nic_back_its_default_mtu_and_ipv6_sysctls() -> None:
+    claimed = {"accept_ra": "0", "autoconf": "0"}
+    fresh = {"accept_ra": "1", "autoconf": "1"}
+    old = config({"net": {"nic": "eth0", "bridged": False, "mtu": 9000}})
+    kernel = KernelState(
+        {"eth0": link("eth0", mtu=9000)}, {}, {}, {"eth0": claimed, "default": fresh}
+    )
+    steps = plan.plan(plan.layout(old), plan.Layout(), kernel)
+    assert [(s.action, s.args) for s in steps] == [
+        ("set_mtu", {"mtu": 1500}),
+        ("set_ipv6_sysctl", {"key": "accept_ra", "value": "1"}),
+        ("set_ipv6_sysctl", {"key": "autoconf", "value": "1"}),
+    ]
+    assert [(s.action, s.args) for s in inverse(steps)] == [
+        ("set_ipv6_sysctl", {"key": "autoconf", "value": "0"}),
+        ("set_ipv6_sysctl", {"key": "accept_ra", "value": "0"}),
+        ("set_mtu", {"mtu": 9000}),
+    ]
+
+
+def test_a_deleted_bridge_comes_back_with_its_ipv6_sysctls_on_undo() -> None:
+    old = config({"net": {"nic": "eth0"}})
+    kernel = KernelState(
+        {"eth0": link("eth0", master="net"), "net": link("net", "bridge")},
+        {},
+        {},
+        {
+            "eth0": {"accept_ra": "1", "autoconf": "1"},
+            "net": {"accept_ra": "0", "autoconf": "0"},
+            "default": {"accept_ra": "1", "autoconf": "1"},
+        },
+    )
+    steps = plan.plan(plan.layout(old), plan.Layout(), kernel)
+    assert [(s.action, s.device) for s in steps] == [
+        ("set_master", "eth0"),
+        ("del_link", "net"),
+    ]
+    assert [(s.action, s.args.get("key")) for s in inverse(steps)] == [
+        ("add_link", None),
+        ("set_up", None),
+        ("set_ipv6_sysctl", "accept_ra"),
+        ("set_ipv6_sysctl", "autoconf"),
+        ("set_master", None),
+    ]

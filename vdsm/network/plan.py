@@ -278,6 +278,11 @@ class _Planner:
                 recreate = [Step("add_link", name, _link_args(link))]
                 if link.up:
                     recreate.append(Step("set_up", name))
+                # A new link gets the default IPv6 sysctls: those it had are put back.
+                default = self.kernel.ipv6conf.get("default", {})
+                for key, value in sorted(self.kernel.ipv6conf.get(name, {}).items()):
+                    if default.get(key, value) != value:
+                        recreate.append(Step("set_ipv6_sysctl", name, {"key": key, "value": value}))
                 self.add("del_link", name, recreate)
                 self.deleted.add(name)
 
@@ -370,6 +375,15 @@ class _Planner:
                 if link is None or link.mtu == dev.mtu:
                     continue
                 self.add("set_mtu", name, [Step("set_mtu", name, {"mtu": link.mtu})], mtu=dev.mtu)
+        # A NIC no network uses any more goes back to the default MTU (a bond's former
+        # slaves get theirs back from the bonding driver).
+        for name, dev in sorted(self.old.devices.items()):
+            if name in self.new.devices or dev.kind != "nic" or dev.mtu is None:
+                continue
+            link = self.links.get(name)
+            if link is None or link.mtu == DEFAULT_MTU:
+                continue
+            self.add("set_mtu", name, [Step("set_mtu", name, {"mtu": link.mtu})], mtu=DEFAULT_MTU)
 
     def _attach(self) -> None:
         for kind in KIND_ORDER:
@@ -407,6 +421,18 @@ class _Planner:
                 if now == value:
                     continue
                 undo = [] if created else [Step("set_ipv6_sysctl", dev, {"key": key, "value": now})]
+                self.add("set_ipv6_sysctl", dev, undo, key=key, value=value)
+        # A device no network tops any more (a bridgeless network's NIC) gets the values
+        # the kernel gives a new link, which it had before a network claimed it.
+        default = self.kernel.ipv6conf.get("default", {})
+        for dev in sorted(set(self.old.ipv6autoconf) - set(self.new.ipv6autoconf)):
+            if not self._exists(dev):
+                continue  # deleted, its sysctls with it
+            for key, now in sorted(self.kernel.ipv6conf.get(dev, {}).items()):
+                value = default.get(key, now)
+                if value == now:
+                    continue
+                undo = [Step("set_ipv6_sysctl", dev, {"key": key, "value": now})]
                 self.add("set_ipv6_sysctl", dev, undo, key=key, value=value)
 
     def _addresses(self) -> None:
