@@ -27,7 +27,7 @@ from typing import Any
 from vdsm.network import report
 from vdsm.network.model import DEFAULT_MTU, NetConfig, parse_bond_options, parse_bridge_opts
 from vdsm.network.running import KernelState, LinkState
-from vdsm.network.sourceroute import RULE_PRIORITY, RuleSpec, SourceRoute, TableRoute
+from vdsm.network.sourceroute import RULE_PRIORITY, RuleSpec, SourceRoute, TableRoute, table_id
 
 VIRTUAL_KINDS = ("bond", "vlan", "bridge")
 # Build order (bottom-up); teardown uses the reverse.
@@ -55,6 +55,10 @@ class Layout:
     routes: dict[str, set[str]] = field(default_factory=dict)  # top device -> gateways
     ipv6autoconf: dict[str, bool] = field(default_factory=dict)  # top device -> wanted
     source_routes: dict[str, SourceRoute] = field(default_factory=dict)  # top device -> its
+    # top device -> table of a DHCP network without the default route: its DHCP client
+    # fills the table and the rules (vdsm/network/dhcp.py); the plan only clears them
+    # when the network goes or stops being such a network.
+    dhcp_tables: dict[str, int] = field(default_factory=dict)
 
     def owned(self) -> set[str]:
         return {n for n, d in self.devices.items() if d.kind in VIRTUAL_KINDS}
@@ -111,6 +115,8 @@ def layout(config: NetConfig) -> Layout:
             routes.add(net["gateway"])
         if net.get("ipv6gateway"):
             routes.add(net["ipv6gateway"])
+        if net["bootproto"] == "dhcp" and not net["defaultRoute"]:
+            out.dhcp_tables[top] = table_id(top)
         if "ipaddr" in net and net.get("gateway"):
             out.source_routes[top] = SourceRoute.of(
                 top, net["ipaddr"], net["netmask"], net["gateway"]
@@ -196,13 +202,20 @@ class _Planner:
         """The source routing `dev` should have once the plan is done."""
         return None if dev in self.doomed else self.new.source_routes.get(dev)
 
+    def _source_routed(self) -> set[str]:
+        """Top devices whose source routing the plan manages: those with a static one
+        before or after, and former DHCP ones whose client's state should go."""
+        devices = set(self.old.source_routes) | set(self.new.source_routes)
+        devices |= set(self.old.dhcp_tables)
+        # A DHCP network staying one: its client's business.
+        return devices - set(self.new.dhcp_tables)
+
     def _teardown_rules(self) -> None:
         """Rules to the tables of the networks that had or get source routing and should
         not have them (now or after an address or gateway change)."""
-        for dev in sorted(set(self.old.source_routes) | set(self.new.source_routes)):
+        for dev in sorted(self._source_routed()):
             wanted = self.new.source_routes.get(dev)
-            old = self.old.source_routes.get(dev)
-            table = (wanted or old).table  # type: ignore[union-attr]
+            table = table_id(dev)
             keep = wanted.rules() if wanted else set()
             # Last first: undone in reverse, they come back in the kernel's order.
             have = self.kernel.rules.get(table, [])
@@ -213,17 +226,17 @@ class _Planner:
     def _teardown_table_routes(self, dev: str, doomed: bool, addresses_change: bool) -> None:
         """Routes of `dev`'s own table that should go, or that go with its addresses
         (the kernel drops a link's routes with its last address): put back on undo."""
-        source = self.old.source_routes.get(dev) or self.new.source_routes.get(dev)
-        if source is None:
+        if dev not in self._source_routed():
             return
+        table = table_id(dev)
         wanted = self._source_route(dev)
         keep = set() if wanted is None or addresses_change else wanted.routes()
-        key = (dev, source.table)
+        key = (dev, table)
         gone = self.kernel.table_routes.get(key, set()) - keep
         # Gateway routes first: undone in reverse, the link route comes back before them.
         for route in sorted(gone, key=_route_key, reverse=True):
             self.dropped_table_routes.setdefault(key, set()).add(route)
-            args = {"table": source.table, "dst": route.dst, "gateway": route.gateway}
+            args = {"table": table, "dst": route.dst, "gateway": route.gateway}
             self.add("del_table_route", dev, [Step("add_table_route", dev, dict(args))], **args)
 
     def _desired_master(self, name: str) -> str | None:
