@@ -54,11 +54,17 @@ def test_vlan_network_on_a_bond_is_built_bottom_up() -> None:
         ("set_master", "eth0"),
         ("set_master", "eth1"),
         ("set_master", "bond0.10"),
-        # Bridges are created up; a bond once configured, then the VLANs on it.
-        ("set_up", "bond0"),
-        ("set_up", "bond0.10"),
         ("add_addr", "net"),
     ]
+    # Created up: the bridge, the bond (its mode is all it needs), the VLAN on it.
+    created = plan.plan(plan.Layout(), plan.layout(new), kernel)[:3]
+    assert [s.args.get("up") for s in created] == [True, True, True]
+    with_options = config(
+        {"net": {"bonding": "bond0", "vlan": 10}},
+        {"bond0": {"nics": ["eth0", "eth1"], "options": "mode=1 miimon=150"}},
+    )
+    assert ("set_up", "bond0") in steps_of(model.NetConfig(), with_options, kernel)
+    assert ("set_up", "bond0.10") in steps_of(model.NetConfig(), with_options, kernel)
 
 
 def test_bond_slaves_are_enslaved_as_bond_slaves() -> None:
@@ -66,7 +72,7 @@ def test_bond_slaves_are_enslaved_as_bond_slaves() -> None:
     new = config(bondings={"bond0": {"nics": ["eth0", "eth1"], "options": "mode=1"}})
     steps = plan.plan(plan.Layout(), plan.layout(new), kernel)
     enslave = [s for s in steps if s.action == "set_master"]
-    assert [s.args for s in enslave] == [{"master": "bond0", "bond": True}] * 2
+    assert [s.args for s in enslave] == [{"master": "bond0", "bond": True, "up": True}] * 2
 
 
 def test_ipv6autoconf_sysctls_only_where_they_differ() -> None:

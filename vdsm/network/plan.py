@@ -305,13 +305,20 @@ class _Planner:
         return name in self.links and name not in self.deleted
 
     def _can_start_up(self, dev: Device) -> bool:
-        """Up from the start, in the creating message?  Not a bond: it stays down until
-        its options are set (some are refused on a bond that is up).  Not a VLAN on a
-        lower device that is not up yet: the kernel refuses it (ENETDOWN)."""
+        """Up from the start, in the creating message?  A bond only when its mode (in
+        that message) is all it needs: other options are set through sysfs while it is
+        down (some are refused on a bond that is up).  A VLAN only on a lower device
+        that is up by then: the kernel refuses it otherwise (ENETDOWN).  Each saves a
+        round trip, and a VLAN created up on a bond created up saves one per VLAN."""
         if dev.kind == "bridge":
             return True
-        if dev.kind == "vlan" and dev.parent is not None and self._exists(dev.parent):
-            return self.links[dev.parent].up
+        if dev.kind == "bond":
+            return set(dev.bond_options) <= {"mode"} and not dev.hwaddr
+        if dev.kind == "vlan" and dev.parent is not None:
+            if dev.parent in self.created:
+                return dev.parent not in self.created_down
+            if self._exists(dev.parent):
+                return self.links[dev.parent].up
         return False
 
     def _create(self) -> None:
@@ -408,6 +415,12 @@ class _Planner:
                 args: dict[str, Any] = {"master": dev.master}
                 if self.new.devices[dev.master].kind == "bond":
                     args["bond"] = True  # the slave must be down while enslaved
+                    # Known for a free NIC (no earlier step touched it): spares the
+                    # adapter a query.  A released slave may have been closed by its
+                    # former bond's driver: asked then.
+                    link = self.links.get(name)
+                    if link is not None and link.master is None and name not in self.deleted:
+                        args["up"] = link.up
                 self.add("set_master", name, [Step("set_master", name, {"master": None})], **args)
 
     def _up(self) -> None:

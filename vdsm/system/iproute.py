@@ -144,14 +144,17 @@ class KernelChanger:
         self._indexes.pop(name, None)
         self._call(f"delete {name}", self._ipr.link, "del", ifname=name, ignore=(errno.ENODEV,))
 
-    def set_master(self, name: str, master: str | None, bond: bool = False) -> None:
-        """`bond`: the master is a bond, whose driver only takes slaves that are down."""
+    def set_master(
+        self, name: str, master: str | None, bond: bool = False, up: bool | None = None
+    ) -> None:
+        """`bond`: the master is a bond, whose driver only takes slaves that are down;
+        `up`: whether the slave is up now, when the caller knows (else it is asked)."""
         what = f"set {name} master {master or 'none'}"
         if master is None:
             self._call(what, self._ipr.link, "set", ifname=name, master=0)
             return
         master_index = self._need(master, what)
-        was_up = bond and self._is_up(name)
+        was_up = bond and (self._is_up(name) if up is None else up)
         if was_up:
             self._call(what, self._ipr.link, "set", ifname=name, state="down")
         self._call(what, self._ipr.link, "set", ifname=name, master=master_index)
