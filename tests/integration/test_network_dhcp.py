@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,31 @@ def test_dhcp_network_gets_a_lease_and_its_client_ends_with_it(lab) -> None:
     while not udhcpc_pids("ovirtmgmt"):
         assert time.monotonic() < deadline, "the DHCP client was not started again"
         time.sleep(0.05)
+
+
+def test_dhcp_network_without_default_route_gets_source_routing(lab) -> None:
+    """As upstream: the lease's subnet and router go in the network's own table, with
+    the rules to it; the network's removal takes them away."""
+    host, daemon = lab
+    table = str(zlib.adler32(b"dhcpnet"))
+    with closing(host_client(daemon)) as client:
+        net = {"nic": NIC, "bootproto": "dhcp", "blockingdhcp": True}
+        answer = client.setup({"dhcpnet": net})
+        assert answer.get("result") == {"code": 0, "message": "Done"}, answer
+        deadline = time.monotonic() + 10
+        while len(kernel_view(host)["rules"]) < 5:  # local, 2 of ours, main, default
+            assert time.monotonic() < deadline, kernel_view(host)
+            time.sleep(0.05)
+        view = kernel_view(host)
+        assert f"3200: from 10.77.0.0/24 to all lookup {table}" in view["rules"]
+        assert f"3200: from all to 10.77.0.0/24 lookup {table}" in view["rules"]
+        assert f"default via {ENGINE_ADDR} dev dhcpnet table {table}" in view["tables"]
+        assert f"10.77.0.0/24 via - dev dhcpnet table {table}" in view["tables"]
+        assert not any(r.startswith("default") for r in view["routes"])
+        caps = client.result("Host.getNetworkCapabilities")["networks"]["dhcpnet"]
+        assert caps["gateway"] == ENGINE_ADDR and caps["ipv4defaultroute"] is False
+
+        assert client.setup({"dhcpnet": {"remove": True}})["result"]["code"] == 0
+        view = kernel_view(host)
+        assert not any(table in r for r in view["rules"]), view["rules"]
+        assert view["tables"] == []

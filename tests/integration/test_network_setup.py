@@ -369,11 +369,22 @@ def test_dry_run_lists_the_changes_and_makes_none(lab) -> None:
         ("set_ipv6_sysctl", "ovirtmgmt"),
         ("add_addr", "ovirtmgmt"),
         ("add_route", "ovirtmgmt"),
+        # Its own table and rules (source routing), as upstream gives every network
+        # with a static address and a gateway.
+        ("add_table_route", "ovirtmgmt"),
+        ("add_table_route", "ovirtmgmt"),
+        ("add_rule", "ovirtmgmt"),
+        ("add_rule", "ovirtmgmt"),
     ]
     assert {(c["key"], c["value"]) for c in changes[2:4]} == {("accept_ra", "0"), ("autoconf", "0")}
     assert changes[0]["kind"] == "bridge" and changes[0]["mtu"] == 1500 and changes[0]["up"]
     assert changes[4]["cidr"] == f"{HOST_ADDR}/24"
     assert changes[5]["gateway"] == ENGINE_ADDR
+    assert changes[7]["dst"] == "0.0.0.0/0" and changes[7]["gateway"] == ENGINE_ADDR
+    assert {(c["src"], c["dst"]) for c in changes[8:]} == {
+        ("10.77.0.0/24", None),
+        (None, "10.77.0.0/24"),
+    }
 
 
 BAD_REQUESTS = [

@@ -111,7 +111,8 @@ def reachable(engine: NetNS, address: str, port: int) -> bool:
 
 
 def kernel_view(ns: NetNS) -> dict[str, Any]:
-    """Links (kind, master, lower, mtu, up), global addresses and main-table routes."""
+    """Links (kind, master, lower, mtu, up), global addresses, main-table routes, the
+    IPv4 routes of the other tables and the IPv4 policy rules (source routing)."""
     links = {}
     for link in json.loads(ns.ip("-j", "-d", "link", "show")):
         info = link.get("linkinfo", {})
@@ -135,7 +136,24 @@ def kernel_view(ns: NetNS) -> dict[str, Any]:
         f"{r['dst']} via {r.get('gateway', '-')} dev {r['dev']}"
         for r in json.loads(ns.ip("-j", "route", "show"))
     )
-    return {"links": links, "addresses": addresses, "routes": routes}
+    tables = sorted(
+        f"{r['dst']} via {r.get('gateway', '-')} dev {r['dev']} table {r['table']}"
+        for r in json.loads(ns.ip("-4", "-j", "route", "show", "table", "all"))
+        if r.get("table", "main") not in ("main", "local", "default")
+    )
+    rules = [
+        f"{r['priority']}: from {r['src']}{'/' + str(r['srclen']) if 'srclen' in r else ''}"
+        f" to {r.get('dst', 'all')}{'/' + str(r['dstlen']) if 'dstlen' in r else ''}"
+        f" lookup {r['table']}"
+        for r in json.loads(ns.ip("-4", "-j", "rule", "show"))
+    ]
+    return {
+        "links": links,
+        "addresses": addresses,
+        "routes": routes,
+        "tables": tables,
+        "rules": rules,
+    }
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:

@@ -51,3 +51,24 @@ def test_upstream_files_without_defaults_are_canonicalised(tmp_path: Path) -> No
     loaded = NetPersistence(tmp_path).running.load()
     assert list(loaded.networks) == ["ovirtmgmt"]
     assert loaded.networks["ovirtmgmt"]["mtu"] == 1500
+
+
+def test_device_files_written_by_upstream_survive_a_save_and_a_commit(tmp_path: Path) -> None:
+    """Upstream writes devices/<nic> only for SR-IOV (hostdevChangeNumvfs); a save here
+    must not drop them, nor a setSafeNetworkConfig."""
+    devices = tmp_path / "persistence" / "netconf" / "devices"
+    devices.mkdir(parents=True)
+    (devices / "enp3s0f0").write_text(json.dumps({"sriov": {"numvfs": 4}}, indent=4))
+    (devices / "broken").write_text("[1, 2]")
+    stores = NetPersistence(tmp_path)
+    safe = stores.safe.load()
+    assert safe.devices == {"enp3s0f0": {"sriov": {"numvfs": 4}}}
+    # A restore makes the safe configuration the running one; a setupNetworks merges.
+    req = model.canonical_request({"net": {"nic": "eth0"}}, {}, {})
+    stores.running.save(model.merge(safe, req))
+    running = tmp_path / "staging" / "netconf" / "devices" / "enp3s0f0"
+    assert json.loads(running.read_text()) == {"sriov": {"numvfs": 4}}
+    assert running.read_text().startswith('{\n    "sriov"')
+    stores.commit()
+    assert stores.safe.load().devices == {"enp3s0f0": {"sriov": {"numvfs": 4}}}
+    assert not (tmp_path / "persistence" / "netconf" / "devices" / "broken").exists()

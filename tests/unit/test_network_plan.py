@@ -13,6 +13,7 @@ import pytest
 from vdsm.network import model, plan
 from vdsm.network.apply import TransactionFailed, inverse, run_steps
 from vdsm.network.running import KernelState, LinkState
+from vdsm.network.sourceroute import RULE_PRIORITY, RuleSpec, TableRoute, table_id
 
 
 def link(name: str, kind: str | None = None, **kw: Any) -> LinkState:
@@ -53,11 +54,17 @@ def test_vlan_network_on_a_bond_is_built_bottom_up() -> None:
         ("set_master", "eth0"),
         ("set_master", "eth1"),
         ("set_master", "bond0.10"),
-        # Bridges are created up; a bond once configured, then the VLANs on it.
-        ("set_up", "bond0"),
-        ("set_up", "bond0.10"),
         ("add_addr", "net"),
     ]
+    # Created up: the bridge, the bond (its mode is all it needs), the VLAN on it.
+    created = plan.plan(plan.Layout(), plan.layout(new), kernel)[:3]
+    assert [s.args.get("up") for s in created] == [True, True, True]
+    with_options = config(
+        {"net": {"bonding": "bond0", "vlan": 10}},
+        {"bond0": {"nics": ["eth0", "eth1"], "options": "mode=1 miimon=150"}},
+    )
+    assert ("set_up", "bond0") in steps_of(model.NetConfig(), with_options, kernel)
+    assert ("set_up", "bond0.10") in steps_of(model.NetConfig(), with_options, kernel)
 
 
 def test_bond_slaves_are_enslaved_as_bond_slaves() -> None:
@@ -65,7 +72,7 @@ def test_bond_slaves_are_enslaved_as_bond_slaves() -> None:
     new = config(bondings={"bond0": {"nics": ["eth0", "eth1"], "options": "mode=1"}})
     steps = plan.plan(plan.Layout(), plan.layout(new), kernel)
     enslave = [s for s in steps if s.action == "set_master"]
-    assert [s.args for s in enslave] == [{"master": "bond0", "bond": True}] * 2
+    assert [s.args for s in enslave] == [{"master": "bond0", "bond": True, "up": True}] * 2
 
 
 def test_ipv6autoconf_sysctls_only_where_they_differ() -> None:
@@ -141,6 +148,9 @@ def test_unchanged_configuration_plans_nothing() -> None:
         {"net": {"10.0.0.2/24"}},
         {"net": {"10.0.0.1"}},
     )
+    source = plan.layout(cfg).source_routes["net"]
+    kernel.table_routes = {("net", source.table): source.routes()}
+    kernel.rules = {source.table: list(source.rules())}
     assert steps_of(cfg, cfg, kernel) == []
 
 
@@ -183,10 +193,8 @@ def test_default_route_elsewhere_is_displaced_and_given_back_on_undo() -> None:
         }
     )
     steps = plan.plan(plan.Layout(), plan.layout(new), kernel)
-    assert [(s.action, s.device) for s in steps][-2:] == [
-        ("del_route", "eth1"),
-        ("add_route", "net"),
-    ]
+    main_table = [(s.action, s.device) for s in steps if s.action in ("add_route", "del_route")]
+    assert main_table == [("del_route", "eth1"), ("add_route", "net")]
     assert ("add_route", "eth1") in [(s.action, s.device) for s in inverse(steps)]
 
 
@@ -221,4 +229,122 @@ def test_a_failing_step_undoes_the_done_ones_in_reverse() -> None:
         # undo, in reverse
         ("set_master", "eth0"),
         ("del_link", "net"),
+    ]
+
+
+def test_a_gateway_without_default_route_gets_its_own_table_and_rules() -> None:
+    kernel = KernelState({"eth0": link("eth0"), "net": link("net", "bridge")}, {}, {})
+    kernel.links["eth0"] = link("eth0", master="net")
+    static = {"nic": "eth0", "ipaddr": "10.0.0.2", "prefix": 24, "gateway": "10.0.0.1"}
+    new = config({"net": static})
+    steps = plan.plan(plan.Layout(), plan.layout(new), kernel)
+    table = table_id("net")
+    assert table == 0x028B0148  # Adler-32 of "net", as upstream derives it
+    assert [(s.action, s.args) for s in steps] == [
+        ("add_addr", {"cidr": "10.0.0.2/24"}),
+        ("add_table_route", {"table": table, "dst": "10.0.0.0/24", "gateway": None}),
+        ("add_table_route", {"table": table, "dst": "0.0.0.0/0", "gateway": "10.0.0.1"}),
+        (
+            "add_rule",
+            {"table": table, "priority": RULE_PRIORITY, "src": None, "dst": "10.0.0.0/24"},
+        ),
+        (
+            "add_rule",
+            {"table": table, "priority": RULE_PRIORITY, "src": "10.0.0.0/24", "dst": None},
+        ),
+    ]
+    # No main-table default route: that is defaultRoute's business.
+    assert not any(s.action == "add_route" for s in steps)
+    assert [s.action for s in inverse(steps)] == [
+        "del_rule",
+        "del_rule",
+        "del_table_route",
+        "del_table_route",
+        "del_addr",
+    ]
+
+
+def test_a_gateway_change_replaces_the_table_default_and_removal_drops_the_rules() -> None:
+    static = {"nic": "eth0", "ipaddr": "10.0.0.2", "prefix": 24, "gateway": "10.0.0.1"}
+    old = config({"net": static})
+    table = table_id("net")
+    kernel = KernelState(
+        {"eth0": link("eth0", master="net"), "net": link("net", "bridge")},
+        {"net": {"10.0.0.2/24"}},
+        {},
+    )
+    kernel.table_routes = {
+        ("net", table): {TableRoute("10.0.0.0/24", None), TableRoute("0.0.0.0/0", "10.0.0.1")}
+    }
+    kernel.rules = {table: [RuleSpec(None, "10.0.0.0/24"), RuleSpec("10.0.0.0/24", None)]}
+    moved = config({"net": {**static, "gateway": "10.0.0.254"}})
+    steps = plan.plan(plan.layout(old), plan.layout(moved), kernel)
+    assert [(s.action, s.args.get("gateway")) for s in steps] == [
+        ("del_table_route", "10.0.0.1"),
+        ("add_table_route", "10.0.0.254"),
+    ]
+    assert inverse(steps)[-1].action == "add_table_route"
+    assert inverse(steps)[-1].args["gateway"] == "10.0.0.1"
+
+    removal = plan.plan(plan.layout(old), plan.Layout(), kernel)
+    actions = [s.action for s in removal]
+    assert actions[:4] == ["del_rule", "del_rule", "del_table_route", "del_table_route"]
+    undo = inverse(removal)
+    assert [s.action for s in undo[-4:]] == [
+        "add_table_route",
+        "add_table_route",
+        "add_rule",
+        "add_rule",
+    ]
+    assert undo[-4].args["gateway"] is None  # the link route before the gateway's
+    # Rules come back in the kernel's order (one priority: tried in insertion order).
+    assert [(s.args["src"], s.args["dst"]) for s in undo[-2:]] == [
+        (None, "10.0.0.0/24"),
+        ("10.0.0.0/24", None),
+    ]
+
+
+def test_removal_gives_a_nic_back_its_default_mtu_and_ipv6_sysctls() -> None:
+    claimed = {"accept_ra": "0", "autoconf": "0"}
+    fresh = {"accept_ra": "1", "autoconf": "1"}
+    old = config({"net": {"nic": "eth0", "bridged": False, "mtu": 9000}})
+    kernel = KernelState(
+        {"eth0": link("eth0", mtu=9000)}, {}, {}, {"eth0": claimed, "default": fresh}
+    )
+    steps = plan.plan(plan.layout(old), plan.Layout(), kernel)
+    assert [(s.action, s.args) for s in steps] == [
+        ("set_mtu", {"mtu": 1500}),
+        ("set_ipv6_sysctl", {"key": "accept_ra", "value": "1"}),
+        ("set_ipv6_sysctl", {"key": "autoconf", "value": "1"}),
+    ]
+    assert [(s.action, s.args) for s in inverse(steps)] == [
+        ("set_ipv6_sysctl", {"key": "autoconf", "value": "0"}),
+        ("set_ipv6_sysctl", {"key": "accept_ra", "value": "0"}),
+        ("set_mtu", {"mtu": 9000}),
+    ]
+
+
+def test_a_deleted_bridge_comes_back_with_its_ipv6_sysctls_on_undo() -> None:
+    old = config({"net": {"nic": "eth0"}})
+    kernel = KernelState(
+        {"eth0": link("eth0", master="net"), "net": link("net", "bridge")},
+        {},
+        {},
+        {
+            "eth0": {"accept_ra": "1", "autoconf": "1"},
+            "net": {"accept_ra": "0", "autoconf": "0"},
+            "default": {"accept_ra": "1", "autoconf": "1"},
+        },
+    )
+    steps = plan.plan(plan.layout(old), plan.Layout(), kernel)
+    assert [(s.action, s.device) for s in steps] == [
+        ("set_master", "eth0"),
+        ("del_link", "net"),
+    ]
+    assert [(s.action, s.args.get("key")) for s in inverse(steps)] == [
+        ("add_link", None),
+        ("set_up", None),
+        ("set_ipv6_sysctl", "accept_ra"),
+        ("set_ipv6_sysctl", "autoconf"),
+        ("set_master", None),
     ]

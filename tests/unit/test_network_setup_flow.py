@@ -19,7 +19,7 @@ from vdsm.system.netlink import Link, Snapshot
 
 
 class FakeNetlink:
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, rules: bool = False) -> Snapshot:
         eth0 = Link(index=2, name="eth0", flags=1, arptype=1, mtu=1500, mac="02:00:00:00:00:01")
         return Snapshot([eth0], [], [])
 

@@ -4,7 +4,9 @@ No NetworkManager and no dhclient here: busybox's udhcpc (a Debian essential's s
 sibling, `busybox-static`, or `busybox`) runs in the foreground as the daemon's child,
 with an event script of ours that puts the lease on the device with its lifetime (so
 the address is dynamic, which is how the capabilities tell `dhcpv4`) and, for the
-default-route network, the default route via the offered router.
+default-route network, the default route via the offered router; any other DHCP network
+gets source routing (vdsm/network/sourceroute.py): the subnet and the router in its own
+table, and the rules from/to the leased subnet, as upstream does once a lease arrives.
 
 Clients are the daemon's: `sync(config)` makes the set of running clients match the
 configuration's DHCP networks (after a setupNetworks, a rollback or a restore), and
@@ -24,6 +26,7 @@ from typing import Any
 
 from vdsm.network.model import NetConfig
 from vdsm.network.running import KernelState
+from vdsm.network.sourceroute import table_id
 
 log = logging.getLogger("vdsm.network.dhcp")
 
@@ -32,6 +35,10 @@ SCRIPT = """#!/bin/sh
 case "$1" in
 deconfig)
     ip -4 addr flush dev "$interface" dynamic 2>/dev/null
+    if [ -n "$VDSM_ROUTE_TABLE" ]; then
+        ip -4 route flush table "$VDSM_ROUTE_TABLE" dev "$interface" 2>/dev/null
+        while ip -4 rule del priority 3200 table "$VDSM_ROUTE_TABLE" 2>/dev/null; do :; done
+    fi
     ;;
 bound|renew)
     ip -4 addr replace "$ip/${mask:-24}" dev "$interface" \\
@@ -39,6 +46,19 @@ bound|renew)
     if [ "$VDSM_DEFAULT_ROUTE" = 1 ] && [ -n "$router" ]; then
         set -- $router
         ip -4 route replace default via "$1" dev "$interface"
+    elif [ -n "$VDSM_ROUTE_TABLE" ]; then
+        # Source routing: the subnet and the router in the network's own table,
+        # and the rules that lead to it (replacing those of an earlier lease).
+        eval "$("$VDSM_BUSYBOX" ipcalc -n "$ip/${mask:-24}")"
+        subnet="$NETWORK/${mask:-24}"
+        ip -4 route replace "$subnet" dev "$interface" table "$VDSM_ROUTE_TABLE"
+        if [ -n "$router" ]; then
+            set -- $router
+            ip -4 route replace default via "$1" dev "$interface" table "$VDSM_ROUTE_TABLE"
+        fi
+        while ip -4 rule del priority 3200 table "$VDSM_ROUTE_TABLE" 2>/dev/null; do :; done
+        ip -4 rule add to "$subnet" table "$VDSM_ROUTE_TABLE" priority 3200
+        ip -4 rule add from "$subnet" table "$VDSM_ROUTE_TABLE" priority 3200
     fi
     ;;
 esac
@@ -94,7 +114,12 @@ class DhcpClients:
         env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "VDSM_DEFAULT_ROUTE": "1" if default_route else "0",
+            "VDSM_BUSYBOX": self._busybox,
         }
+        if not default_route:
+            # As upstream: a DHCP network without the default route gets its lease's
+            # routes in its own table, and the source-routing rules once it has a lease.
+            env["VDSM_ROUTE_TABLE"] = str(table_id(device))
         proc = await asyncio.create_subprocess_exec(
             self._busybox,
             "udhcpc",

@@ -84,12 +84,22 @@ BOND_OPTIONS = frozenset(
 class NetConfig:
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     bonds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per-device settings outside setupNetworks: upstream keeps a physical function's
+    # SR-IOV VF count there ({"sriov": {"numvfs": N}}, written by hostdevChangeNumvfs).
+    # Carried through as found: no verb here writes them (see vdsm/network/persistence.py).
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def copy(self) -> NetConfig:
-        return NetConfig(copy.deepcopy(self.networks), copy.deepcopy(self.bonds))
+        return NetConfig(
+            copy.deepcopy(self.networks), copy.deepcopy(self.bonds), copy.deepcopy(self.devices)
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"networks": copy.deepcopy(self.networks), "bonds": copy.deepcopy(self.bonds)}
+        return {
+            "networks": copy.deepcopy(self.networks),
+            "bonds": copy.deepcopy(self.bonds),
+            "devices": copy.deepcopy(self.devices),
+        }
 
 
 @dataclass

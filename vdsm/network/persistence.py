@@ -4,10 +4,14 @@
     <state>/persistence/netconf/  the safe one (setSafeNetworkConfig), restored at boot
 
 Each holds `nets/<name>`, `bonds/<name>` and `devices/<name>`: one JSON file per
-entity, indent 4, canonical attributes.  `netconf` is a symlink to a sibling directory
-with a random suffix; a save writes a complete new directory, then renames a new
-symlink over the old one, so a reader (or a crash) sees the old configuration or the
-new one, never a mix.
+entity, indent 4, canonical attributes.  Upstream writes `devices/<nic>` only for
+SR-IOV (`{"sriov": {"numvfs": N}}`, from Host.hostdevChangeNumvfs, re-applied by its
+restore before the networks); this daemon has neither the verb nor SR-IOV restore, so
+device files are read and written back unchanged, never dropped by a save.
+
+`netconf` is a symlink to a sibling directory with a random suffix; a save writes a
+complete new directory, then renames a new symlink over the old one, so a reader (or a
+crash) sees the old configuration or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ from vdsm.network.model import NetConfig, canonical_bond, canonical_network
 
 log = logging.getLogger("vdsm.network.persistence")
 
-SECTIONS = {"nets": "networks", "bonds": "bonds"}
-CANONICAL = {"nets": canonical_network, "bonds": canonical_bond}
+SECTIONS = {"nets": "networks", "bonds": "bonds", "devices": "devices"}
+
+
+def _device(name: str, attrs: Any) -> dict[str, Any]:
+    if not isinstance(attrs, dict):
+        raise ValueError(f"device {name}: not a JSON object")
+    return attrs
+
+
+CANONICAL = {"nets": canonical_network, "bonds": canonical_bond, "devices": _device}
 
 
 class ConfigStore:
@@ -67,7 +79,6 @@ class ConfigStore:
                 (target / directory).mkdir()
                 for name, attrs in getattr(config, attr).items():
                     self._write(target / directory / name, attrs)
-            (target / "devices").mkdir()
             if self.durable:
                 _fsync_tree(target)
             self._swap(target)

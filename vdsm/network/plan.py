@@ -8,12 +8,13 @@ VLANs).
 
 `plan(old, new, kernel)` compares the layout of the running configuration (`old`),
 the wanted one (`new`) and what the kernel really has, and returns `Step`s in
-dependency order: first tear down from the top (routes, addresses, ports, then bridges,
-VLANs and bonds), then build from the bottom (links, bond options, MTUs, ports, up,
-addresses, routes).  Only what differs is touched; devices the old configuration did not
-own are never deleted.  Every step carries its `undo`, computed from the state before
-it, so that a transaction can restore exactly what was there.  `describe()` of each
-step is what `options: {"dryRun": true}` answers.
+dependency order: first tear down from the top (rules, routes, addresses, ports, then
+bridges, VLANs and bonds), then build from the bottom (links, bond options, MTUs, ports,
+up, addresses, routes, then each network's source routing table and rules).  Only what
+differs is touched; devices the old configuration did not own are never deleted.
+Every step carries its `undo`, computed from the state before it, so that a transaction
+can restore exactly what was there.  `describe()` of each step is what
+`options: {"dryRun": true}` answers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from vdsm.network import report
 from vdsm.network.model import DEFAULT_MTU, NetConfig, parse_bond_options, parse_bridge_opts
 from vdsm.network.running import KernelState, LinkState
+from vdsm.network.sourceroute import RULE_PRIORITY, RuleSpec, SourceRoute, TableRoute, table_id
 
 VIRTUAL_KINDS = ("bond", "vlan", "bridge")
 # Build order (bottom-up); teardown uses the reverse.
@@ -52,6 +54,11 @@ class Layout:
     addresses: dict[str, set[str]] = field(default_factory=dict)  # top device -> cidrs
     routes: dict[str, set[str]] = field(default_factory=dict)  # top device -> gateways
     ipv6autoconf: dict[str, bool] = field(default_factory=dict)  # top device -> wanted
+    source_routes: dict[str, SourceRoute] = field(default_factory=dict)  # top device -> its
+    # top device -> table of a DHCP network without the default route: its DHCP client
+    # fills the table and the rules (vdsm/network/dhcp.py); the plan only clears them
+    # when the network goes or stops being such a network.
+    dhcp_tables: dict[str, int] = field(default_factory=dict)
 
     def owned(self) -> set[str]:
         return {n for n, d in self.devices.items() if d.kind in VIRTUAL_KINDS}
@@ -108,6 +115,12 @@ def layout(config: NetConfig) -> Layout:
             routes.add(net["gateway"])
         if net.get("ipv6gateway"):
             routes.add(net["ipv6gateway"])
+        if net["bootproto"] == "dhcp" and not net["defaultRoute"]:
+            out.dhcp_tables[top] = table_id(top)
+        if "ipaddr" in net and net.get("gateway"):
+            out.source_routes[top] = SourceRoute.of(
+                top, net["ipaddr"], net["netmask"], net["gateway"]
+            )
     # Bond slaves are never bases (validation refuses it): they follow their bond's MTU.
     for base, mtus in carried.items():
         devices[base].mtu = max(mtus, default=DEFAULT_MTU)
@@ -136,9 +149,11 @@ class _Planner:
         self.created_down: set[str] = set()  # created, brought up by a later step
         self.masters: dict[str, str | None] = {n: lnk.master for n, lnk in self.links.items()}
         self.dropped_routes: dict[str, set[str]] = {}
+        self.dropped_table_routes: dict[tuple[str, int], set[TableRoute]] = {}
         self.doomed = self._doomed()
 
     def steps(self) -> list[Step]:
+        self._teardown_rules()
         self._teardown_ip()
         self._detach()
         self._delete()
@@ -151,6 +166,7 @@ class _Planner:
         self._ipv6autoconf()
         self._addresses()
         self._routes()
+        self._source_routes()
         return self.out
 
     def add(self, action: str, device: str, undo: Iterable[Step] = (), **args: Any) -> None:
@@ -172,6 +188,7 @@ class _Planner:
             drop_addrs = have - want
             addresses_change = bool(drop_addrs) or bool(want - have)
             wanted_routes = set() if doomed else self.new.routes.get(dev, set())
+            self._teardown_table_routes(dev, doomed, addresses_change)
             for gw in sorted(self.kernel.routes.get(dev, set())):
                 if gw not in wanted_routes or addresses_change:
                     self.dropped_routes.setdefault(dev, set()).add(gw)
@@ -180,6 +197,47 @@ class _Planner:
                     )
             for cidr in sorted(drop_addrs):
                 self.add("del_addr", dev, [Step("add_addr", dev, {"cidr": cidr})], cidr=cidr)
+
+    def _source_route(self, dev: str) -> SourceRoute | None:
+        """The source routing `dev` should have once the plan is done."""
+        return None if dev in self.doomed else self.new.source_routes.get(dev)
+
+    def _source_routed(self) -> set[str]:
+        """Top devices whose source routing the plan manages: those with a static one
+        before or after, and former DHCP ones whose client's state should go."""
+        devices = set(self.old.source_routes) | set(self.new.source_routes)
+        devices |= set(self.old.dhcp_tables)
+        # A DHCP network staying one: its client's business.
+        return devices - set(self.new.dhcp_tables)
+
+    def _teardown_rules(self) -> None:
+        """Rules to the tables of the networks that had or get source routing and should
+        not have them (now or after an address or gateway change)."""
+        for dev in sorted(self._source_routed()):
+            wanted = self.new.source_routes.get(dev)
+            table = table_id(dev)
+            keep = wanted.rules() if wanted else set()
+            # Last first: undone in reverse, they come back in the kernel's order.
+            have = self.kernel.rules.get(table, [])
+            for rule in reversed([r for r in have if r not in keep]):
+                args = {"table": table, "priority": RULE_PRIORITY, "src": rule.src, "dst": rule.dst}
+                self.add("del_rule", dev, [Step("add_rule", dev, dict(args))], **args)
+
+    def _teardown_table_routes(self, dev: str, doomed: bool, addresses_change: bool) -> None:
+        """Routes of `dev`'s own table that should go, or that go with its addresses
+        (the kernel drops a link's routes with its last address): put back on undo."""
+        if dev not in self._source_routed():
+            return
+        table = table_id(dev)
+        wanted = self._source_route(dev)
+        keep = set() if wanted is None or addresses_change else wanted.routes()
+        key = (dev, table)
+        gone = self.kernel.table_routes.get(key, set()) - keep
+        # Gateway routes first: undone in reverse, the link route comes back before them.
+        for route in sorted(gone, key=_route_key, reverse=True):
+            self.dropped_table_routes.setdefault(key, set()).add(route)
+            args = {"table": table, "dst": route.dst, "gateway": route.gateway}
+            self.add("del_table_route", dev, [Step("add_table_route", dev, dict(args))], **args)
 
     def _desired_master(self, name: str) -> str | None:
         device = self.new.devices.get(name)
@@ -233,6 +291,11 @@ class _Planner:
                 recreate = [Step("add_link", name, _link_args(link))]
                 if link.up:
                     recreate.append(Step("set_up", name))
+                # A new link gets the default IPv6 sysctls: those it had are put back.
+                default = self.kernel.ipv6conf.get("default", {})
+                for key, value in sorted(self.kernel.ipv6conf.get(name, {}).items()):
+                    if default.get(key, value) != value:
+                        recreate.append(Step("set_ipv6_sysctl", name, {"key": key, "value": value}))
                 self.add("del_link", name, recreate)
                 self.deleted.add(name)
 
@@ -242,13 +305,20 @@ class _Planner:
         return name in self.links and name not in self.deleted
 
     def _can_start_up(self, dev: Device) -> bool:
-        """Up from the start, in the creating message?  Not a bond: it stays down until
-        its options are set (some are refused on a bond that is up).  Not a VLAN on a
-        lower device that is not up yet: the kernel refuses it (ENETDOWN)."""
+        """Up from the start, in the creating message?  A bond only when its mode (in
+        that message) is all it needs: other options are set through sysfs while it is
+        down (some are refused on a bond that is up).  A VLAN only on a lower device
+        that is up by then: the kernel refuses it otherwise (ENETDOWN).  Each saves a
+        round trip, and a VLAN created up on a bond created up saves one per VLAN."""
         if dev.kind == "bridge":
             return True
-        if dev.kind == "vlan" and dev.parent is not None and self._exists(dev.parent):
-            return self.links[dev.parent].up
+        if dev.kind == "bond":
+            return set(dev.bond_options) <= {"mode"} and not dev.hwaddr
+        if dev.kind == "vlan" and dev.parent is not None:
+            if dev.parent in self.created:
+                return dev.parent not in self.created_down
+            if self._exists(dev.parent):
+                return self.links[dev.parent].up
         return False
 
     def _create(self) -> None:
@@ -325,6 +395,15 @@ class _Planner:
                 if link is None or link.mtu == dev.mtu:
                     continue
                 self.add("set_mtu", name, [Step("set_mtu", name, {"mtu": link.mtu})], mtu=dev.mtu)
+        # A NIC no network uses any more goes back to the default MTU (a bond's former
+        # slaves get theirs back from the bonding driver).
+        for name, dev in sorted(self.old.devices.items()):
+            if name in self.new.devices or dev.kind != "nic" or dev.mtu is None:
+                continue
+            link = self.links.get(name)
+            if link is None or link.mtu == DEFAULT_MTU:
+                continue
+            self.add("set_mtu", name, [Step("set_mtu", name, {"mtu": link.mtu})], mtu=DEFAULT_MTU)
 
     def _attach(self) -> None:
         for kind in KIND_ORDER:
@@ -336,6 +415,12 @@ class _Planner:
                 args: dict[str, Any] = {"master": dev.master}
                 if self.new.devices[dev.master].kind == "bond":
                     args["bond"] = True  # the slave must be down while enslaved
+                    # Known for a free NIC (no earlier step touched it): spares the
+                    # adapter a query.  A released slave may have been closed by its
+                    # former bond's driver: asked then.
+                    link = self.links.get(name)
+                    if link is not None and link.master is None and name not in self.deleted:
+                        args["up"] = link.up
                 self.add("set_master", name, [Step("set_master", name, {"master": None})], **args)
 
     def _up(self) -> None:
@@ -363,6 +448,18 @@ class _Planner:
                     continue
                 undo = [] if created else [Step("set_ipv6_sysctl", dev, {"key": key, "value": now})]
                 self.add("set_ipv6_sysctl", dev, undo, key=key, value=value)
+        # A device no network tops any more (a bridgeless network's NIC) gets the values
+        # the kernel gives a new link, which it had before a network claimed it.
+        default = self.kernel.ipv6conf.get("default", {})
+        for dev in sorted(set(self.old.ipv6autoconf) - set(self.new.ipv6autoconf)):
+            if not self._exists(dev):
+                continue  # deleted, its sysctls with it
+            for key, now in sorted(self.kernel.ipv6conf.get(dev, {}).items()):
+                value = default.get(key, now)
+                if value == now:
+                    continue
+                undo = [Step("set_ipv6_sysctl", dev, {"key": key, "value": now})]
+                self.add("set_ipv6_sysctl", dev, undo, key=key, value=value)
 
     def _addresses(self) -> None:
         for dev, cidrs in sorted(self.new.addresses.items()):
@@ -379,6 +476,28 @@ class _Planner:
                 self._displace_default(dev, gw)
                 self.add("add_route", dev, [Step("del_route", dev, {"gateway": gw})], gateway=gw)
 
+    def _source_routes(self) -> None:
+        """Each network's own table: the subnet's link route before the default route
+        via the gateway (which must be reachable), then the rules leading to it."""
+        for dev, source in sorted(self.new.source_routes.items()):
+            key = (dev, source.table)
+            have = set()
+            if self._exists(dev):
+                have = self.kernel.table_routes.get(key, set())
+                have = have - self.dropped_table_routes.get(key, set())
+            for route in sorted(source.routes() - have, key=_route_key):
+                args = {"table": source.table, "dst": route.dst, "gateway": route.gateway}
+                self.add("add_table_route", dev, [Step("del_table_route", dev, dict(args))], **args)
+            have_rules = set(self.kernel.rules.get(source.table, []))
+            for rule in sorted(source.rules() - have_rules, key=_rule_key):
+                args = {
+                    "table": source.table,
+                    "priority": RULE_PRIORITY,
+                    "src": rule.src,
+                    "dst": rule.dst,
+                }
+                self.add("add_rule", dev, [Step("del_rule", dev, dict(args))], **args)
+
     def _displace_default(self, dev: str, gateway: str) -> None:
         """The main table holds one default route per family: the one there moves."""
         family = ipaddress.ip_address(gateway).version
@@ -391,6 +510,15 @@ class _Planner:
                 self.add(
                     "del_route", other, [Step("add_route", other, {"gateway": gw})], gateway=gw
                 )
+
+
+def _route_key(route: TableRoute) -> tuple[bool, str, str]:
+    # Link routes first: a gateway must be reachable when its route is added.
+    return (route.gateway is not None, route.dst, route.gateway or "")
+
+
+def _rule_key(rule: RuleSpec) -> tuple[str, str]:
+    return (rule.src or "", rule.dst or "")
 
 
 def _compatible(link: LinkState, want: Device) -> bool:

@@ -2,7 +2,9 @@
 
 `KernelState` is a netlink snapshot reduced to what setupNetworks manages: each link's
 kind, master, lower device, VLAN id, MTU, MAC, up flag and bond options, the static
-global addresses on each link, and the default routes of the main table.
+global addresses on each link, the default routes of the main table, and the source
+routing state (vdsm/network/sourceroute.py): the IPv4 routes of every other table and
+the IPv4 rules at the source-routing priority.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdsm.network import report
+from vdsm.network.sourceroute import RESERVED_TABLES, RULE_PRIORITY, RuleSpec, TableRoute
 from vdsm.system.netlink import Snapshot
 
 PROC_SYS_NET = report.PROC_SYS_NET
@@ -50,6 +53,11 @@ class KernelState:
     dynamic: dict[str, set[str]] = field(default_factory=dict)  # link -> DHCP leases (IPv4)
     # bridge -> {sysfs option: value}, only the custom bridge_opts keys (read_bridge_opts)
     bridge_opts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (link, table) -> IPv4 routes through that link in a table other than the kernel's
+    table_routes: dict[tuple[str, int], set[TableRoute]] = field(default_factory=dict)
+    # table -> IPv4 rules at the source-routing priority that look it up, in the
+    # kernel's order (rules of one priority are tried in the order they were added)
+    rules: dict[int, list[RuleSpec]] = field(default_factory=dict)
 
     def nics(self) -> set[str]:
         return {name for name, link in self.links.items() if link.is_nic and name != "lo"}
@@ -105,10 +113,24 @@ def kernel_state(
             and route.oif in names
         ):
             routes.setdefault(names[route.oif], set()).add(route.gateway)
+    table_routes: dict[tuple[str, int], set[TableRoute]] = {}
+    for route in snapshot.routes:
+        if route.family != 4 or route.table in RESERVED_TABLES or route.oif not in names:
+            continue
+        dst = f"{route.dst or '0.0.0.0'}/{route.dst_len}"
+        key = (names[route.oif], route.table)
+        table_routes.setdefault(key, set()).add(TableRoute(dst, route.gateway))
+    rules: dict[int, list[RuleSpec]] = {}
+    for rule in snapshot.rules:
+        if rule.family == 4 and rule.priority == RULE_PRIORITY and rule.iif is None:
+            rules.setdefault(rule.table, []).append(RuleSpec(rule.src, rule.dst))
     ipv6conf = {
         name: _ipv6_conf(proc_sys_net / "ipv6" / "conf" / name) for name in [*links, "default"]
     }
-    return KernelState(links, addresses, routes, ipv6conf, dynamic)
+    state = KernelState(links, addresses, routes, ipv6conf, dynamic)
+    state.table_routes = table_routes
+    state.rules = rules
+    return state
 
 
 def _ipv6_conf(directory: Path) -> dict[str, str]:

@@ -119,7 +119,7 @@ class NetworkService:
         return self._running != self._safe
 
     async def kernel(self) -> KernelState:
-        snapshot = await self.netlink.snapshot()
+        snapshot = await self.netlink.snapshot(rules=True)
         return await asyncio.to_thread(kernel_state, snapshot, self._sys)
 
     def _busy(self) -> errors.ResourceUnavailable:

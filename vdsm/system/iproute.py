@@ -25,6 +25,8 @@ SYS_CLASS_NET = Path("/sys/class/net")
 PROC_SYS_NET = Path("/proc/sys/net")
 # Options the bonding driver takes only while the bond is down and has no slaves.
 BOND_MODE_OPTION = "mode"
+AF_INET = 2
+RT_SCOPE_LINK = 253
 
 
 class KernelChangeError(OSError):
@@ -142,14 +144,17 @@ class KernelChanger:
         self._indexes.pop(name, None)
         self._call(f"delete {name}", self._ipr.link, "del", ifname=name, ignore=(errno.ENODEV,))
 
-    def set_master(self, name: str, master: str | None, bond: bool = False) -> None:
-        """`bond`: the master is a bond, whose driver only takes slaves that are down."""
+    def set_master(
+        self, name: str, master: str | None, bond: bool = False, up: bool | None = None
+    ) -> None:
+        """`bond`: the master is a bond, whose driver only takes slaves that are down;
+        `up`: whether the slave is up now, when the caller knows (else it is asked)."""
         what = f"set {name} master {master or 'none'}"
         if master is None:
             self._call(what, self._ipr.link, "set", ifname=name, master=0)
             return
         master_index = self._need(master, what)
-        was_up = bond and self._is_up(name)
+        was_up = bond and (self._is_up(name) if up is None else up)
         if was_up:
             self._call(what, self._ipr.link, "set", ifname=name, state="down")
         self._call(what, self._ipr.link, "set", ifname=name, master=master_index)
@@ -256,3 +261,64 @@ class KernelChanger:
             oif=index,
             ignore=(errno.ESRCH, errno.ENOENT),
         )
+
+    # -- source routing: routes in a network's own table, and the rules to it -----------
+
+    def add_table_route(self, name: str, table: int, dst: str, gateway: str | None = None) -> None:
+        what = f"add route {dst} via {gateway or 'link'} dev {name} table {table}"
+        attrs: dict[str, Any] = {"dst": dst, "oif": self._need(name, what), "table": table}
+        if gateway:
+            attrs["gateway"] = gateway
+        else:
+            attrs["scope"] = RT_SCOPE_LINK
+        self._call(what, self._ipr.route, "add", **attrs, ignore=(errno.EEXIST,))
+
+    def del_table_route(self, name: str, table: int, dst: str, gateway: str | None = None) -> None:
+        index = self.index(name)
+        if index is None:
+            return  # the link went, and its routes with it
+        attrs: dict[str, Any] = {"dst": dst, "oif": index, "table": table}
+        if gateway:
+            attrs["gateway"] = gateway
+        self._call(
+            f"delete route {dst} via {gateway or 'link'} dev {name} table {table}",
+            self._ipr.route,
+            "del",
+            **attrs,
+            ignore=(errno.ESRCH, errno.ENOENT),
+        )
+
+    def add_rule(
+        self, name: str, table: int, priority: int, src: str | None = None, dst: str | None = None
+    ) -> None:
+        """`name`: the network's top device, for the messages only (the rule names none)."""
+        what = f"add rule from {src or 'all'} to {dst or 'all'} table {table} for {name}"
+        self._call(
+            what,
+            self._ipr.rule,
+            "add",
+            **_rule_attrs(table, priority, src, dst),
+            ignore=(errno.EEXIST,),
+        )
+
+    def del_rule(
+        self, name: str, table: int, priority: int, src: str | None = None, dst: str | None = None
+    ) -> None:
+        what = f"delete rule from {src or 'all'} to {dst or 'all'} table {table} for {name}"
+        self._call(
+            what,
+            self._ipr.rule,
+            "del",
+            **_rule_attrs(table, priority, src, dst),
+            ignore=(errno.ENOENT,),
+        )
+
+
+def _rule_attrs(table: int, priority: int, src: str | None, dst: str | None) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"family": AF_INET, "table": table, "priority": priority}
+    for key, prefix in (("src", src), ("dst", dst)):
+        if prefix:
+            network = ipaddress.ip_network(prefix)
+            attrs[key] = str(network.network_address)
+            attrs[f"{key}_len"] = network.prefixlen
+    return attrs

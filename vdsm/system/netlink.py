@@ -42,6 +42,7 @@ NLM_F_DUMP = 0x300
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_GETRULE = 34
 
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
@@ -76,6 +77,9 @@ IFA_F_PERMANENT = 0x80
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY = 1, 4, 5, 6
 RTA_MULTIPATH, RTA_TABLE = 9, 15
 RTN_UNICAST = 1
+
+FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_TABLE = 1, 2, 3, 6, 15
+FR_ACT_TO_TBL = 1
 
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
@@ -169,10 +173,23 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A policy routing rule that looks a table up (`ip rule`), IPv4 or IPv6."""
+
+    family: int
+    priority: int
+    table: int
+    src: str | None  # "a.b.c.d/p", None for any
+    dst: str | None
+    iif: str | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     links: list[Link]
     addresses: list[Address]
     routes: list[Route]
+    rules: list[Rule] = field(default_factory=list)  # only when asked for (dump(rules=True))
     taken_at: float = field(default_factory=time.time)
 
     def link_by_index(self) -> dict[int, Link]:
@@ -335,6 +352,28 @@ def parse_routes(payload: bytes) -> list[Route]:
     return [route(attrs.get(RTA_GATEWAY), oif)]
 
 
+def parse_rule(payload: bytes) -> Rule | None:
+    """A rule looking up a table; None for other actions (blackhole, goto...)."""
+    family, dst_len, src_len, _tos, table, _r1, _r2, action, _flags = _RTMSG.unpack_from(payload)
+    if family not in (socket.AF_INET, socket.AF_INET6) or action != FR_ACT_TO_TBL:
+        return None
+    attrs = _attrs(payload[_RTMSG.size :])
+    if FRA_TABLE in attrs:
+        table = _u32(attrs[FRA_TABLE])
+
+    def prefix(key: int, length: int) -> str | None:
+        return f"{_ip(family, attrs[key])}/{length}" if key in attrs else None
+
+    return Rule(
+        family=4 if family == socket.AF_INET else 6,
+        priority=_u32(attrs[FRA_PRIORITY]) if FRA_PRIORITY in attrs else 0,
+        table=table,
+        src=prefix(FRA_SRC, src_len),
+        dst=prefix(FRA_DST, dst_len),
+        iif=_cstr(attrs[FRA_IIFNAME]) if FRA_IIFNAME in attrs else None,
+    )
+
+
 # -- dumps -----------------------------------------------------------------------------
 
 
@@ -381,8 +420,9 @@ def _dump(
             payloads.append(payload)
 
 
-def dump(timeout: float, sys_class_net: Path = SYS_CLASS_NET) -> Snapshot:
-    """A blocking dump of the current network namespace (use `Netlink.snapshot`)."""
+def dump(timeout: float, sys_class_net: Path = SYS_CLASS_NET, rules: bool = False) -> Snapshot:
+    """A blocking dump of the current network namespace (use `Netlink.snapshot`);
+    `rules`: the policy routing rules too (source routing), which the report needs not."""
     deadline = time.monotonic() + timeout
     with _open_socket() as sock:
         seq = int(time.monotonic() * 1000) & 0xFFFFFF
@@ -395,8 +435,14 @@ def dump(timeout: float, sys_class_net: Path = SYS_CLASS_NET) -> Snapshot:
         links = [parse_link(p) for p in link_msgs]
         addresses = [a for p in addr_msgs if (a := parse_address(p)) is not None]
         routes = [r for p in route_msgs for r in parse_routes(p)]
+        rule_list: list[Rule] = []
+        if rules:
+            rule_msgs = _dump(
+                sock, RTM_GETRULE, _RTMSG.pack(unspec, 0, 0, 0, 0, 0, 0, 0, 0), seq + 3, deadline
+            )
+            rule_list = [r for p in rule_msgs if (r := parse_rule(p)) is not None]
     links = [_with_speed(link, sys_class_net) for link in links]
-    return Snapshot(links, addresses, routes)
+    return Snapshot(links, addresses, routes, rule_list)
 
 
 def read_speed(name: str, sys_class_net: Path = SYS_CLASS_NET) -> int | None:
@@ -502,8 +548,8 @@ class Netlink:
         self._sys_class_net = sys_class_net
         self._bulkhead = Bulkhead("netlink", 2, timeout)
 
-    async def snapshot(self) -> Snapshot:
-        return await self._bulkhead.run(dump, self.timeout, self._sys_class_net)
+    async def snapshot(self, rules: bool = False) -> Snapshot:
+        return await self._bulkhead.run(dump, self.timeout, self._sys_class_net, rules)
 
     def watch(self, kinds: tuple[str, ...] = ("link", "addr")) -> NetlinkWatch:
         groups = 0
