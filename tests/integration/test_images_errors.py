@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,13 +253,25 @@ def test_disk_full_during_preallocated_create(vdsmd, sanlock, shared_tmp_path, l
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
-def test_kill_during_a_copy_leaves_nothing_legal_and_recovery_cleans(
-    vdsmd, sanlock, shared_tmp_path, freezable_mount
-):
-    """kill -9 while Volume.copy writes into a domain whose storage hangs: after the
-    restart the next SPM rolls the copy back (no destination files); the source stays
-    LEGAL and intact."""
-    site = Site(vdsmd, shared_tmp_path)
+@dataclass
+class CopyUnderWay:
+    """A Volume.copy from the master domain into a domain on a freezable mount, seen
+    writing its destination (its metadata exists)."""
+
+    site: Site
+    fm: Any
+    master: str
+    disks: Disks
+    img: str
+    vol: str
+    src: Path
+    task: str
+    dst_dir: Path
+    dst_vol: str
+
+
+def start_copy(vdsmd: Any, root: Path, freezable_mount: Any, vol_format: int) -> CopyUnderWay:
+    site = Site(vdsmd, root)
     fm = freezable_mount(mountpoint=site.local("frozen"))
     master, other, d_master = site.spm_with_second_domain(fm.path)
     site.vdsm.call("StorageDomain.activate", storagedomainID=other, storagepoolID=site.sp)
@@ -266,10 +280,6 @@ def test_kill_during_a_copy_leaves_nothing_legal_and_recovery_cleans(
     assert disks.finish(disks.create(img, vol))["code"] == 0
     src = d_master / master / "images" / img / vol
     qemu_io(src, "write -P 0x5a 0 8M")
-    checksum_before = subprocess.run(
-        ["sha1sum", str(src)], capture_output=True, text=True
-    ).stdout.split()[0]
-
     dst_img, dst_vol = new_uuid(), new_uuid()
     dst_dir = fm.path / other / "images" / dst_img
     task = site.vdsm.call(
@@ -283,7 +293,7 @@ def test_kill_during_a_copy_leaves_nothing_legal_and_recovery_cleans(
         dstVolUUID=dst_vol,
         desc="copy",
         volType=8,
-        volFormat=4,
+        volFormat=vol_format,
         preallocate=2,
         postZero=False,
         force=False,
@@ -292,6 +302,24 @@ def test_kill_during_a_copy_leaves_nothing_legal_and_recovery_cleans(
     while not (dst_dir / f"{dst_vol}.meta").exists():
         assert time.monotonic() < deadline, site.vdsm.call("Task.getStatus", taskID=task)
         time.sleep(0.02)
+    return CopyUnderWay(site, fm, master, disks, img, vol, src, task, dst_dir, dst_vol)
+
+
+def sha1(path: Path) -> str:
+    return subprocess.run(["sha1sum", str(path)], capture_output=True, text=True).stdout.split()[0]
+
+
+def test_kill_during_a_copy_leaves_nothing_legal_and_recovery_cleans(
+    vdsmd, sanlock, shared_tmp_path, freezable_mount
+):
+    """kill -9 while Volume.copy writes into a domain whose storage hangs: after the
+    restart the next SPM rolls the copy back (no destination files); the source stays
+    LEGAL and intact."""
+    copy = start_copy(vdsmd, shared_tmp_path, freezable_mount, vol_format=4)
+    site, disks, fm, master = copy.site, copy.disks, copy.fm, copy.master
+    img, vol, src, task = copy.img, copy.vol, copy.src, copy.task
+    dst_dir, dst_vol = copy.dst_dir, copy.dst_vol
+    checksum_before = sha1(src)
     fm.freeze()  # the copy now hangs in the destination's storage
     time.sleep(0.5)
     site.daemon.kill()
@@ -309,10 +337,7 @@ def test_kill_during_a_copy_leaves_nothing_legal_and_recovery_cleans(
     assert site.vdsm.call("Task.getStatus", taskID=task)["taskResult"] == "cleanSuccess"
     site.vdsm.call("Task.clear", taskID=task)
     assert not dst_dir.exists()
-    assert (
-        subprocess.run(["sha1sum", str(src)], capture_output=True, text=True).stdout.split()[0]
-        == checksum_before
-    )
+    assert sha1(src) == checksum_before
     assert disks.info(img, vol)["legality"] == "LEGAL"
     site.teardown()
 
@@ -320,36 +345,8 @@ def test_kill_during_a_copy_leaves_nothing_legal_and_recovery_cleans(
 def test_stopping_a_copy_task_kills_qemu_img_and_rolls_back(
     vdsmd, sanlock, shared_tmp_path, freezable_mount
 ):
-    site = Site(vdsmd, shared_tmp_path)
-    fm = freezable_mount(mountpoint=site.local("frozen"))
-    master, other, d_master = site.spm_with_second_domain(fm.path)
-    site.vdsm.call("StorageDomain.activate", storagedomainID=other, storagepoolID=site.sp)
-    disks = Disks(site, master)
-    img, vol = new_uuid(), new_uuid()
-    assert disks.finish(disks.create(img, vol))["code"] == 0
-    qemu_io(d_master / master / "images" / img / vol, "write -P 0x5a 0 8M")
-    dst_img, dst_vol = new_uuid(), new_uuid()
-    dst_dir = fm.path / other / "images" / dst_img
-    task = site.vdsm.call(
-        "Volume.copy",
-        volumeID=vol,
-        storagepoolID=site.sp,
-        storagedomainID=master,
-        imageID=img,
-        dstSdUUID=other,
-        dstImgUUID=dst_img,
-        dstVolUUID=dst_vol,
-        desc="copy",
-        volType=8,
-        volFormat=5,
-        preallocate=2,
-        postZero=False,
-        force=False,
-    )
-    deadline = time.monotonic() + 30
-    while not (dst_dir / f"{dst_vol}.meta").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    copy = start_copy(vdsmd, shared_tmp_path, freezable_mount, vol_format=5)
+    site, task, dst_dir, dst_vol = copy.site, copy.task, copy.dst_dir, copy.dst_vol
     site.vdsm.call("Task.stop", taskID=task)
     status = site.vdsm.wait_task(task)
     assert status["taskResult"] == "cleanSuccess", status
