@@ -24,7 +24,8 @@ from vdsm.storage import constants as sc
 from vdsm.storage import filevolume as fv
 from vdsm.storage import volmeta
 from vdsm.storage.filedomain import FileDomain
-from vdsm.storage.volumes import Volume, Volumes
+from vdsm.storage.volume import Volume
+from vdsm.storage.volumes import Volumes
 from vdsm.system import qemuimg
 
 log = logging.getLogger("vdsm.storage.images")

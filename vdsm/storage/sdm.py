@@ -23,7 +23,8 @@ from vdsm.jobs import HostJob, JobRegistry, Notify
 from vdsm.storage import filevolume as fv
 from vdsm.storage import volmeta
 from vdsm.storage.images import Images
-from vdsm.storage.volumes import Volume, Volumes
+from vdsm.storage.volume import Volume
+from vdsm.storage.volumes import Volumes
 from vdsm.system import qemuimg
 
 log = logging.getLogger("vdsm.storage.sdm")

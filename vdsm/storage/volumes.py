@@ -12,11 +12,9 @@ runs as an async subprocess (vdsm/system/qemuimg.py), so neither stalls the loop
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,58 +25,18 @@ from vdsm.storage import volmeta
 from vdsm.storage.filedomain import FileDomain
 from vdsm.storage.service import StorageService
 from vdsm.storage.volmeta import VolumeMetadata
+from vdsm.storage.volume import (
+    QEMU_FORMATS,
+    ROLLBACK_MODULE,
+    Volume,
+    halfbaked_rollback,
+    parse_size,
+    together,
+)
 from vdsm.system import qemuimg
 from vdsm.system.blocking import BlockingCallTimeout
 
 log = logging.getLogger("vdsm.storage.volumes")
-
-ROLLBACK_MODULE = "volume"
-QEMU_FORMATS = {"COW": qemuimg.QCOW2, "RAW": qemuimg.RAW}
-ALIGN = 512
-
-
-@dataclass
-class Volume:
-    """One volume, its metadata as last read."""
-
-    domain: FileDomain
-    img: str
-    vol: str
-    md: VolumeMetadata
-
-    @property
-    def image_dir(self) -> Path:
-        return self.domain.images_dir / self.img
-
-    @property
-    def paths(self) -> fv.VolumePaths:
-        return fv.VolumePaths.of(self.image_dir, self.vol)
-
-    @property
-    def qemu_format(self) -> str:
-        return QEMU_FORMATS[self.md.format]
-
-    @property
-    def is_leaf(self) -> bool:
-        return self.md.voltype == "LEAF"
-
-    @property
-    def has_parent(self) -> bool:
-        return self.md.parent != sc.BLANK_UUID
-
-
-def parse_size(value: str | int, what: str = "size") -> int:
-    """Sizes arrive as decimal strings of bytes (the schema refuses ints); they must be
-    positive multiples of 512."""
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        raise errors.InvalidParameterException(what, value) from None
-    if size < 1:
-        raise errors.VolumeSizeTooSmall(what, value)
-    if size % ALIGN:
-        raise errors.InvalidParameterException(what, f"{value} is not a multiple of {ALIGN}")
-    return size
 
 
 class Volumes:
@@ -432,7 +390,7 @@ class Volumes:
         # Independent files, and the rollback above removes all of them: the data and
         # the (ILLEGAL) metadata and lease are made side by side.
         self.ensure_spm(spm)
-        await _together(data(), metadata_and_lease())
+        await together(data(), metadata_and_lease())
         if parent is not None and parent.md.voltype == "LEAF":
             await task.add_recovery(
                 f"Restore parent type {parent.vol}",
@@ -590,33 +548,3 @@ class Volumes:
             ),
         )
         log.info("extended volume %s/%s to %d bytes", volume.img, volume.vol, capacity)
-
-
-def halfbaked_rollback(
-    sd_uuid: str, img: str, vol: str, task_id: str
-) -> tuple[str, str, str, list[str]]:
-    """Removes whatever part of the volume the task created (data, metadata, lease; see
-    filevolume.start_volume for how it knows) and its image directory if left empty."""
-    return (
-        f"Halfbaked volume rollback {vol}",
-        ROLLBACK_MODULE,
-        "remove_halfbaked",
-        [sd_uuid, img, vol, task_id],
-    )
-
-
-async def _together(*coros: Coroutine[Any, Any, None]) -> None:
-    """Runs the steps concurrently and waits for all of them, even when one fails: a
-    step running in a storage thread cannot be cancelled, and a rollback must never
-    race a write still in flight.  The first failure is raised as itself."""
-    steps = asyncio.gather(*coros, return_exceptions=True)
-    try:
-        results = await asyncio.shield(steps)
-    except asyncio.CancelledError:
-        # Task.stop: the steps are short (qemu-img create has its timeout); letting
-        # them end is what keeps the rollback from racing them.
-        await asyncio.wait({steps})
-        raise
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
