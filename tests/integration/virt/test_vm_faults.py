@@ -93,12 +93,26 @@ def test_destroy_of_an_unknown_vm(client: VdsmClient) -> None:
 # -- hook faults --------------------------------------------------------------------------
 
 
-def test_hook_exit_1_lets_the_chain_continue_then_the_vm_goes_down(
-    virt_daemon: Any, client: VdsmClient, libvirt_conn: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    ("rc", "text", "chain_goes_on"),
+    [(1, "soft", True), (2, "hard", False)],
+    ids=["exit-1-chain-continues", "exit-2-chain-stops"],
+)
+def test_failing_before_vm_start_hook_turns_the_vm_down(
+    virt_daemon: Any,
+    client: VdsmClient,
+    libvirt_conn: Any,
+    tmp_path: Path,
+    rc: int,
+    text: str,
+    chain_goes_on: bool,
 ) -> None:
     marker = tmp_path / "second-ran"
     install_hook(
-        virt_daemon.hooks_dir, "before_vm_start", "10_fail", "#!/bin/sh\necho soft >&2\nexit 1\n"
+        virt_daemon.hooks_dir,
+        "before_vm_start",
+        "10_fail",
+        f"#!/bin/sh\necho {text} >&2\nexit {rc}\n",
     )
     install_hook(
         virt_daemon.hooks_dir, "before_vm_start", "20_mark", f"#!/bin/sh\ntouch {marker}\n"
@@ -106,28 +120,9 @@ def test_hook_exit_1_lets_the_chain_continue_then_the_vm_goes_down(
     vm_id, _, xml = engine_xml()
     create(client, vm_id, xml)
     down = client.wait_status(vm_id, "Down")
-    assert marker.exists()
+    assert marker.exists() == chain_goes_on
     assert (down["exitCode"], down["exitReason"]) == (1, 1)
-    assert down["exitMessage"] == "Hook Error: (b'soft\\n',)"
-    assert_no_domain(libvirt_conn, vm_id)
-    client.result("VM.destroy", {"vmID": vm_id})
-
-
-def test_hook_exit_2_stops_the_chain(
-    virt_daemon: Any, client: VdsmClient, libvirt_conn: Any, tmp_path: Path
-) -> None:
-    marker = tmp_path / "second-ran"
-    install_hook(
-        virt_daemon.hooks_dir, "before_vm_start", "10_stop", "#!/bin/sh\necho hard >&2\nexit 2\n"
-    )
-    install_hook(
-        virt_daemon.hooks_dir, "before_vm_start", "20_mark", f"#!/bin/sh\ntouch {marker}\n"
-    )
-    vm_id, _, xml = engine_xml()
-    create(client, vm_id, xml)
-    down = client.wait_status(vm_id, "Down")
-    assert not marker.exists()
-    assert down["exitMessage"] == "Hook Error: (b'hard\\n',)"
+    assert down["exitMessage"] == f"Hook Error: (b'{text}\\n',)"
     assert_no_domain(libvirt_conn, vm_id)
     client.result("VM.destroy", {"vmID": vm_id})
 
