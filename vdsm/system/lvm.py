@@ -1,0 +1,578 @@
+"""LVM as an async subprocess: the only module that runs `lvm`.
+
+Block storage domains live on LVs of VGs shared by every host of a data center, so
+this adapter follows three rules upstream VDSM learned the hard way:
+
+* LVM sees only the devices we give it.  Every command carries a `--config` whose
+  `filter`/`global_filter` accept exactly those devices (the LUNs discovery found) and
+  reject everything else, and which turns off the host-local machinery that makes no
+  sense on shared storage (the devices file, metadata backups, lvmpolld, monitoring).
+* Reports are cached.  `vgs`/`lvs`/`pvs` are read once and kept until a command of
+  ours changes the VG (or the caller invalidates it because another host may have);
+  a verb never rescans.  A report that raced one of our changes is not stored.
+* Reports are retried.  Another host (the SPM) may be rewriting a VG's metadata while
+  we read it; LVM then fails the read.  Read-only commands are retried a few times,
+  changes never are (they are not idempotent).
+
+Every command has a timeout; a command that outlives it is killed.
+
+Without device-mapper (not in /proc/misc: this build host's kernel) the adapter
+runs in metadata-only mode: every command gets `--driverloaded n`, and LVs are created
+inactive and unzeroed.  Everything that lives in VG/LV metadata (tags, sizes, extents)
+works; reading or writing an LV's data (activation) raises LvmUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("vdsm.system.lvm")
+
+LVM = "lvm"
+DEFAULT_TIMEOUT = 60.0
+READ_RETRIES = 3
+READ_RETRY_DELAY = 0.1
+MiB = 1024 * 1024
+ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1", "LC_ALL": "C"}
+
+PV_FIELDS = (
+    "pv_name,pv_uuid,pv_size,pv_free,pe_start,pv_pe_count,pv_pe_alloc_count,"
+    "pv_mda_count,pv_mda_size,pv_mda_free,dev_size,vg_name,vg_uuid"
+)
+VG_FIELDS = (
+    "vg_name,vg_uuid,vg_attr,vg_size,vg_free,vg_extent_size,vg_extent_count,"
+    "vg_free_count,vg_tags,vg_mda_size,vg_mda_free,lv_count,pv_count,pv_name"
+)
+LV_FIELDS = "vg_name,lv_name,lv_uuid,lv_attr,lv_size,lv_tags,seg_start_pe,devices"
+
+_DEVICE_EXTENT = re.compile(r"^(?P<dev>.+)\((?P<extent>\d+)\)$")
+
+
+class LvmError(Exception):
+    """An lvm command failed: its argv (without the long --config), exit code, stderr."""
+
+    def __init__(self, argv: Sequence[str], rc: int | None, err: str) -> None:
+        super().__init__(argv, rc, err)
+        self.argv = [a for a in argv if not a.startswith("devices {")]
+        self.rc = rc
+        self.err = "\n".join(
+            line.strip()
+            for line in err.strip().splitlines()
+            # noise of every metadata-only call; not the reason for anything
+            if "NOT backed up" not in line and "Activation disabled" not in line
+        )
+
+    def __str__(self) -> str:
+        return f"{' '.join(self.argv)} failed (rc={self.rc}): {self.err}"
+
+    @property
+    def not_found(self) -> bool:
+        return "not found" in self.err or "Failed to find" in self.err
+
+
+class LvmTimeout(LvmError):
+    pass
+
+
+class LvmUnavailable(LvmError):
+    """The operation needs device-mapper and this kernel has none."""
+
+
+@dataclass(frozen=True)
+class PV:
+    name: str
+    uuid: str
+    size: int
+    free: int
+    pe_start: int
+    pe_count: int
+    pe_alloc_count: int
+    mda_count: int
+    mda_size: int
+    mda_free: int
+    dev_size: int
+    vg_name: str
+    vg_uuid: str
+
+    @property
+    def guid(self) -> str:
+        # upstream's name for a LUN: the last path component (/dev/mapper/<wwid>)
+        return os.path.basename(self.name)
+
+
+@dataclass(frozen=True)
+class VG:
+    name: str
+    uuid: str
+    attr: str
+    size: int
+    free: int
+    extent_size: int
+    extent_count: int
+    free_count: int
+    tags: tuple[str, ...]
+    mda_size: int
+    mda_free: int
+    lv_count: int
+    pv_names: tuple[str, ...]
+
+    @property
+    def writeable(self) -> bool:
+        return self.attr[:1] == "w"
+
+    @property
+    def partial(self) -> bool:
+        return len(self.attr) > 3 and self.attr[3] == "p"
+
+
+@dataclass(frozen=True)
+class LV:
+    vg_name: str
+    name: str
+    uuid: str
+    attr: str
+    size: int
+    tags: tuple[str, ...]
+    # (device, first extent) of each segment, in LV order
+    segments: tuple[tuple[str, int], ...] = field(default=())
+
+    @property
+    def active(self) -> bool:
+        return len(self.attr) > 4 and self.attr[4] == "a"
+
+    @property
+    def path(self) -> str:
+        return lv_path(self.vg_name, self.name)
+
+
+def lv_path(vg_name: str, lv_name: str) -> str:
+    return f"/dev/{vg_name}/{lv_name}"
+
+
+def device_mapper_available() -> bool:
+    """The kernel's device-mapper is loaded.  /dev/mapper/control alone proves nothing:
+    LVM creates the node even where opening it fails with ENODEV."""
+    try:
+        with open("/proc/misc") as f:
+            return any(line.split()[-1:] == ["device-mapper"] for line in f)
+    except OSError:
+        return False
+
+
+def build_config(devices: Iterable[str]) -> str:
+    """The --config of every command: LVM sees `devices` and nothing else."""
+    accept = "".join(f'"a|^{re.escape(d)}$|", ' for d in sorted(set(devices)))
+    flt = f'[{accept}"r|.*|"]'
+    activation = "monitoring=0"
+    if not os.path.exists("/run/udev/control"):
+        # no udevd: LVM must make the /dev nodes itself and must not wait for udev
+        activation += " udev_sync=0 udev_rules=0"
+    return (
+        f"devices {{ filter={flt} global_filter={flt} use_devicesfile=0 "
+        f'obtain_device_list_from_udev=0 write_cache_state=0 hints="none" }} '
+        f"global {{ use_lvmpolld=0 }} "
+        f"backup {{ backup=0 archive=0 }} "
+        f"activation {{ {activation} }}"
+    )
+
+
+def _int(value: str) -> int:
+    return int(value) if value else 0
+
+
+def _tags(value: str) -> tuple[str, ...]:
+    return tuple(t for t in value.split(",") if t)
+
+
+def parse_pvs(rows: list[dict[str, str]]) -> dict[str, PV]:
+    return {
+        r["pv_name"]: PV(
+            name=r["pv_name"],
+            uuid=r["pv_uuid"],
+            size=_int(r["pv_size"]),
+            free=_int(r["pv_free"]),
+            pe_start=_int(r["pe_start"]),
+            pe_count=_int(r["pv_pe_count"]),
+            pe_alloc_count=_int(r["pv_pe_alloc_count"]),
+            mda_count=_int(r["pv_mda_count"]),
+            mda_size=_int(r["pv_mda_size"]),
+            mda_free=_int(r["pv_mda_free"]),
+            dev_size=_int(r["dev_size"]),
+            vg_name=r["vg_name"],
+            vg_uuid=r["vg_uuid"],
+        )
+        for r in rows
+    }
+
+
+class DuplicateVG(LvmError):
+    """Two VGs of one name are visible (say, a cloned LUN): no command by name is safe."""
+
+    def __init__(self, name: str, uuids: Iterable[str]) -> None:
+        super().__init__(["vgs", name], None, f"VG {name} found twice: {', '.join(uuids)}")
+        self.name = name
+
+
+def parse_vgs(rows: list[dict[str, str]]) -> tuple[dict[str, VG], set[str]]:
+    """VGs by name (one row per PV in the report), and the names seen on two VGs."""
+    by_uuid: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = by_uuid.setdefault(r["vg_uuid"], {"row": r, "pvs": []})
+        if r.get("pv_name"):
+            entry["pvs"].append(r["pv_name"])
+    vgs: dict[str, VG] = {}
+    duplicates: set[str] = set()
+    for entry in by_uuid.values():
+        r = entry["row"]
+        vg = VG(
+            name=r["vg_name"],
+            uuid=r["vg_uuid"],
+            attr=r["vg_attr"],
+            size=_int(r["vg_size"]),
+            free=_int(r["vg_free"]),
+            extent_size=_int(r["vg_extent_size"]),
+            extent_count=_int(r["vg_extent_count"]),
+            free_count=_int(r["vg_free_count"]),
+            tags=_tags(r["vg_tags"]),
+            mda_size=_int(r["vg_mda_size"]),
+            mda_free=_int(r["vg_mda_free"]),
+            lv_count=_int(r["lv_count"]),
+            pv_names=tuple(entry["pvs"]),
+        )
+        if vg.name in vgs:
+            duplicates.add(vg.name)
+        vgs[vg.name] = vg
+    return vgs, duplicates
+
+
+def parse_lvs(rows: list[dict[str, str]]) -> dict[str, LV]:
+    """LVs by name; a report has one row per segment."""
+    segments: dict[str, list[tuple[int, str, int]]] = {}
+    first: dict[str, dict[str, str]] = {}
+    for r in rows:
+        name = r["lv_name"]
+        first.setdefault(name, r)
+        for dev in r.get("devices", "").split(","):
+            m = _DEVICE_EXTENT.match(dev.strip())
+            if m:
+                segments.setdefault(name, []).append(
+                    (_int(r.get("seg_start_pe", "0")), m["dev"], int(m["extent"]))
+                )
+    return {
+        name: LV(
+            vg_name=r["vg_name"],
+            name=name,
+            uuid=r["lv_uuid"],
+            attr=r["lv_attr"],
+            size=_int(r["lv_size"]),
+            tags=_tags(r["lv_tags"]),
+            segments=tuple((dev, ext) for _, dev, ext in sorted(segments.get(name, []))),
+        )
+        for name, r in first.items()
+    }
+
+
+def _report_rows(out: bytes, key: str) -> list[dict[str, str]]:
+    data = json.loads(out or b"{}")
+    rows: list[dict[str, str]] = []
+    for report in data.get("report", []):
+        rows.extend(report.get(key, []))
+    return rows
+
+
+def _mib(size: int) -> str:
+    """LVM sizes in whole MiB (it refuses sizes that are not multiples of 512)."""
+    return f"{-(-size // MiB)}m"
+
+
+def _tag_args(option: str, tags: Iterable[str]) -> list[str]:
+    args: list[str] = []
+    for tag in tags:
+        args += [option, tag]
+    return args
+
+
+class Lvm:
+    """One per daemon.  `devices` answers the device paths LVM may see (discovery's
+    LUNs); it is asked before every command, so new LUNs are seen at once."""
+
+    def __init__(
+        self,
+        devices: Callable[[], Iterable[str]],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        device_mapper: bool | None = None,
+        command: str = LVM,
+    ) -> None:
+        self._devices = devices
+        self.timeout = timeout
+        self.device_mapper = device_mapper_available() if device_mapper is None else device_mapper
+        self.command = command
+        self._vgs: dict[str, VG] | None = None
+        self._duplicate_vgs: set[str] = set()
+        self._pvs: dict[str, PV] | None = None
+        self._lvs: dict[str, dict[str, LV]] = {}
+        # bumped by every change: a report that started before a change is not cached
+        self._generation = 0
+        self.commands_run = 0
+
+    @property
+    def mode(self) -> str:
+        return "device-mapper" if self.device_mapper else "metadata-only"
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self, command: str, *args: str, read_only: bool = False) -> bytes:
+        """Runs `lvm COMMAND --config ... ARGS`; answers stdout.  Read-only commands are
+        retried when they fail: a VG being rewritten by another host fails a read."""
+        argv = [self.command, command, "--config", build_config(self._devices())]
+        if not self.device_mapper:
+            argv += ["--driverloaded", "n"]
+        argv += args
+        attempts = READ_RETRIES if read_only else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._exec(argv)
+            except LvmTimeout:
+                raise
+            except LvmError as e:
+                if attempt == attempts or e.not_found:
+                    raise
+                log.warning("%s (attempt %d of %d); retrying", e, attempt, attempts)
+                await asyncio.sleep(READ_RETRY_DELAY * attempt)
+        raise AssertionError("unreachable")
+
+    async def _exec(self, argv: list[str]) -> bytes:
+        self.commands_run += 1
+        log.debug("running %s", " ".join(a for a in argv if not a.startswith("devices {")))
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **ENV},
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except BaseException as e:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            if isinstance(e, TimeoutError):
+                raise LvmTimeout(argv, None, f"no answer in {self.timeout:g} s") from None
+            raise
+        if proc.returncode != 0:
+            raise LvmError(argv, proc.returncode, err.decode(errors="replace"))
+        return out
+
+    async def _report(
+        self, command: str, fields: str, key: str, *args: str
+    ) -> list[dict[str, str]]:
+        out = await self.run(
+            command,
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            fields,
+            *args,
+            read_only=True,
+        )
+        return _report_rows(out, key)
+
+    # -- reports (cached) ------------------------------------------------------------------
+
+    async def pvs(self) -> dict[str, PV]:
+        """Every PV on the visible devices, by device path."""
+        if self._pvs is None:
+            generation = self._generation
+            pvs = parse_pvs(await self._report("pvs", PV_FIELDS, "pv"))
+            if generation != self._generation:
+                return pvs
+            self._pvs = pvs
+        return dict(self._pvs)
+
+    async def vgs(self) -> dict[str, VG]:
+        """Every visible VG, by name."""
+        if self._vgs is None:
+            generation = self._generation
+            vgs, duplicates = parse_vgs(await self._report("vgs", VG_FIELDS, "vg"))
+            if generation != self._generation:
+                return vgs
+            self._vgs, self._duplicate_vgs = vgs, duplicates
+        return dict(self._vgs)
+
+    async def vg(self, name: str) -> VG | None:
+        """The VG of that name, or None.  DuplicateVG if two VGs carry the name."""
+        vgs = await self.vgs()
+        if name in self._duplicate_vgs:
+            raise DuplicateVG(name, sorted(v.uuid for v in vgs.values() if v.name == name))
+        return vgs.get(name)
+
+    async def lvs(self, vg_name: str) -> dict[str, LV]:
+        """The LVs of one VG, by name (raises LvmError if the VG is not visible)."""
+        cached = self._lvs.get(vg_name)
+        if cached is None:
+            generation = self._generation
+            cached = parse_lvs(await self._report("lvs", LV_FIELDS, "lv", vg_name))
+            if generation == self._generation:
+                self._lvs[vg_name] = cached
+        return dict(cached)
+
+    async def lv(self, vg_name: str, lv_name: str) -> LV | None:
+        """One LV; a miss re-reads the VG once (another host may have created it)."""
+        found = (await self.lvs(vg_name)).get(lv_name)
+        if found is None:
+            self.invalidate_lvs(vg_name)
+            found = (await self.lvs(vg_name)).get(lv_name)
+        return found
+
+    def invalidate_vg(self, vg_name: str) -> None:
+        """Forget what we know of a VG (another host may have changed it)."""
+        self._generation += 1
+        self._vgs = None
+        self._pvs = None
+        self._lvs.pop(vg_name, None)
+
+    def invalidate_lvs(self, vg_name: str) -> None:
+        self._generation += 1
+        self._lvs.pop(vg_name, None)
+
+    def invalidate_all(self) -> None:
+        self._generation += 1
+        self._vgs = None
+        self._pvs = None
+        self._lvs.clear()
+
+    async def _change(self, vg_name: str | None, command: str, *args: str) -> None:
+        """A command that changes LVM metadata; the cache of what it touched goes."""
+        try:
+            await self.run(command, *args)
+        finally:
+            # even a failed change may have changed something (lvcreate half way)
+            if vg_name is None:
+                self.invalidate_all()
+            else:
+                self.invalidate_vg(vg_name)
+
+    # -- PVs and VGs ---------------------------------------------------------------------
+
+    async def create_pvs(
+        self, devices: Sequence[str], *, metadata_size: int, force: bool = False
+    ) -> None:
+        args = ["-y", "--metadatasize", f"{metadata_size}b"]
+        if force:
+            args.append("-ff")
+        await self._change(None, "pvcreate", *args, *devices)
+
+    async def create_vg(
+        self, name: str, devices: Sequence[str], *, extent_size: int, tags: Iterable[str] = ()
+    ) -> None:
+        await self._change(
+            None,
+            "vgcreate",
+            "-s",
+            f"{extent_size}b",
+            *_tag_args("--addtag", tags),
+            name,
+            *devices,
+        )
+
+    async def change_vg_tags(
+        self, name: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> None:
+        args = [*_tag_args("--deltag", remove), *_tag_args("--addtag", add)]
+        if args:
+            await self._change(name, "vgchange", *args, name)
+
+    async def extend_vg(self, name: str, devices: Sequence[str]) -> None:
+        await self._change(name, "vgextend", name, *devices)
+
+    async def resize_pv(self, vg_name: str, device: str) -> None:
+        await self._change(vg_name, "pvresize", device)
+
+    async def remove_vg(self, name: str) -> None:
+        await self._change(name, "vgremove", "-f", name)
+
+    async def remove_pvs(self, devices: Sequence[str]) -> None:
+        await self._change(None, "pvremove", "-y", "-ff", *devices)
+
+    # -- LVs -------------------------------------------------------------------------------
+
+    async def create_lv(
+        self,
+        vg_name: str,
+        name: str,
+        size: int,
+        *,
+        tags: Iterable[str] = (),
+        activate: bool = False,
+        device: str | None = None,
+    ) -> None:
+        """Creates an LV of at least `size` bytes (LVM rounds up to whole extents),
+        inactive unless `activate`; on `device` (a PV path) if given."""
+        args = ["-y", "-W", "n", "-n", name, "-L", _mib(size), *_tag_args("--addtag", tags)]
+        if activate:
+            if not self.device_mapper:
+                raise LvmUnavailable(["lvcreate", name], None, "no device-mapper")
+            args += ["-a", "y"]
+        else:
+            # an inactive LV cannot be zeroed; callers zero what needs it once active
+            args += ["-a", "n", "--zero", "n"]
+        args.append(vg_name)
+        if device is not None:
+            args.append(device)
+        await self._change(vg_name, "lvcreate", *args)
+
+    async def change_lv_tags(
+        self, vg_name: str, name: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> None:
+        args = [*_tag_args("--deltag", remove), *_tag_args("--addtag", add)]
+        if args:
+            await self._change(vg_name, "lvchange", *args, f"{vg_name}/{name}")
+
+    async def extend_lv(self, vg_name: str, name: str, size: int) -> None:
+        """Grows the LV to at least `size` bytes; never shrinks it."""
+        lv = await self.lv(vg_name, name)
+        if lv is not None and lv.size >= size:
+            return
+        await self._change(vg_name, "lvextend", "-L", _mib(size), f"{vg_name}/{name}")
+
+    async def rename_lv(self, vg_name: str, old: str, new: str) -> None:
+        await self._change(vg_name, "lvrename", vg_name, old, new)
+
+    async def remove_lvs(self, vg_name: str, names: Sequence[str]) -> None:
+        if names:
+            await self._change(vg_name, "lvremove", "-f", *(f"{vg_name}/{n}" for n in names))
+
+    async def activate(self, vg_name: str, names: Sequence[str]) -> None:
+        """Makes /dev/<vg>/<lv> usable; refreshes LVs already active (another host may
+        have extended them)."""
+        if not self.device_mapper:
+            raise LvmUnavailable(["lvchange", "-ay", *names], None, "no device-mapper")
+        lvs = await self.lvs(vg_name)
+        inactive = [n for n in names if n not in lvs or not lvs[n].active]
+        active = [n for n in names if n in lvs and lvs[n].active]
+        if inactive:
+            await self._change(
+                vg_name, "lvchange", "-a", "y", *(f"{vg_name}/{n}" for n in inactive)
+            )
+        if active:
+            await self._change(
+                vg_name, "lvchange", "--refresh", *(f"{vg_name}/{n}" for n in active)
+            )
+
+    async def deactivate(self, vg_name: str, names: Sequence[str]) -> None:
+        if not self.device_mapper or not names:
+            return  # nothing can be active without device-mapper
+        await self._change(vg_name, "lvchange", "-a", "n", *(f"{vg_name}/{n}" for n in names))
