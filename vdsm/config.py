@@ -153,6 +153,33 @@ class Spm:
     watchdog_interval: float = option(number(0.1), 20.0, "Seconds between SPM lease checks")
 
 
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Lvm:
+    devices: str = option(
+        string,
+        "/dev/mapper/*",
+        "Block devices (space-separated globs) that may hold block storage domains: "
+        "LVM and device discovery see these and nothing else",
+    )
+    timeout: float = option(number(1), 60.0, "Seconds allowed for one LVM command")
+    activation: str = option(
+        choice("auto", "device-mapper", "metadata-only"),
+        "auto",
+        "auto: use device-mapper when the kernel has it (/proc/misc), else metadata-only "
+        "(block domain metadata works, LV data does not)",
+    )
+
+
 @dataclass(frozen=True)
 class Paths:
     state_dir: Path = option(path, Path("/var/lib/vdsm"), "Persistent state")
@@ -215,6 +242,7 @@ class Config:
     irs: Irs = field(default_factory=Irs)
     sanlock: Sanlock = field(default_factory=Sanlock)
     spm: Spm = field(default_factory=Spm)
+    lvm: Lvm = field(default_factory=Lvm)
     paths: Paths = field(default_factory=Paths)
     logging: Logging = field(default_factory=Logging)
     libvirt: Libvirt = field(default_factory=Libvirt)
@@ -232,6 +260,7 @@ _SECTION_TYPES: dict[str, type] = {
     "irs": Irs,
     "sanlock": Sanlock,
     "spm": Spm,
+    "lvm": Lvm,
     "paths": Paths,
     "logging": Logging,
     "libvirt": Libvirt,

@@ -90,6 +90,7 @@ class Daemon:
         from vdsm.rpc.stomp_server import ServerSettings, StompBroker
         from vdsm.storage.clusterlock import DomainLock
         from vdsm.storage.connections import StorageConnections
+        from vdsm.storage.devices import BlockDevices
         from vdsm.storage.images import Images, VolumeCopier
         from vdsm.storage.leases import Leases
         from vdsm.storage.monitor import MonitorRegistry
@@ -105,6 +106,7 @@ class Daemon:
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
         from vdsm.virt.manager import VmManager
+        from vdsm.system.lvm import Lvm
         from vdsm.virt.storage import StorageImagePreparer
 
         cfg = self.config
@@ -168,6 +170,15 @@ class Daemon:
 
         # -- storage ---------------------------------------------------------------
         sanlock = Sanlock(cfg.sanlock.io_timeout)
+        block_devices = BlockDevices(cfg.lvm.devices)
+        self.lvm = Lvm(
+            block_devices.paths,
+            timeout=cfg.lvm.timeout,
+            device_mapper=None
+            if cfg.lvm.activation == "auto"
+            else cfg.lvm.activation == "device-mapper",
+        )
+        log.info("LVM: %s mode, devices %s", self.lvm.mode, cfg.lvm.devices)
         repository = Repository(cfg.irs.repository, probe_timeout=cfg.irs.process_pool_timeout)
         repository.prepare()
 
