@@ -103,10 +103,10 @@ class Daemon:
         from vdsm.storage.volumes import Volumes
         from vdsm.system.iproute import KernelChanger
         from vdsm.system.libvirt import Libvirt
+        from vdsm.system.lvm import Lvm
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
         from vdsm.virt.manager import VmManager
-        from vdsm.system.lvm import Lvm
         from vdsm.virt.storage import StorageImagePreparer
 
         cfg = self.config
@@ -195,7 +195,7 @@ class Daemon:
                 io_timeout=cfg.sanlock.io_timeout,
             )
 
-        domains = DomainCache(repository, lock_factory, cfg.irs.process_pool_timeout)
+        domains = DomainCache(repository, lock_factory, cfg.irs.process_pool_timeout, self.lvm)
         prober = Prober()
         self.storage_monitor = MonitorRegistry(
             produce=domains.produce,

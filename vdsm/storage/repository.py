@@ -25,6 +25,7 @@ log = logging.getLogger("vdsm.storage.repository")
 DOMAIN_MD_DIR = "dom_md"
 METADATA = "metadata"
 MASTER_LINK = "mastersd"
+BLOCK_SD_DIR = "blockSD"
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -71,8 +72,9 @@ class Repository:
 
     def _mounts(self) -> list[str]:
         # Names only: listing the local mnt/ directory never touches the mounts.
+        # blockSD/ holds the links of block domains, which are found through LVM.
         try:
-            return sorted(os.listdir(self.mnt))
+            return sorted(n for n in os.listdir(self.mnt) if n != BLOCK_SD_DIR)
         except FileNotFoundError:
             return []
 
