@@ -575,8 +575,8 @@ async def _initialize_data(
 ) -> None:
     """What creation writes into the special LVs: zeros over the volume metadata areas
     and the mailboxes, the xleases index, the master file system."""
-    names = [METADATA, INBOX, OUTBOX, MASTER] + ([XLEASES] if version >= 4 else [])
-    await lvm.activate(sd_uuid, names)
+    # all of them: sanlock formats ids and leases next
+    await lvm.activate(sd_uuid, list(special_lvs(version)))
     try:
         for name, size in (
             (METADATA, RESERVED_METADATA_SIZE),

@@ -233,6 +233,10 @@ class FileDomain:
 
         await self._run(create, self.master_dir)
 
+    async def release_master_tree(self) -> None:
+        """Nothing to release: the tree is a directory of the domain (block domains
+        unmount their master LV here)."""
+
     # -- removal -------------------------------------------------------------------------
 
     async def remove(self) -> None:

@@ -182,6 +182,11 @@ class Spm:
         if was_spm:
             with contextlib.suppress(errors.VdsmError):
                 await self.pool.backend.set_spm_status(spm_id=sc.SPM_ID_FREE)
+        try:
+            # block masters: the master file system is mounted only on the SPM
+            await self.pool.master.release_master_tree()
+        except Exception as e:
+            log.error("cannot release the master tree of pool %s: %s", self.pool.sp_uuid, e)
         if not self._holding:
             return
         try:
