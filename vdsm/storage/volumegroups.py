@@ -155,4 +155,3 @@ class VolumeGroups:
                     members.append((pv, facts.get(name)))
             result.append(VolumeGroup(vg=vg, pvs=tuple(members)))
         return result
-
