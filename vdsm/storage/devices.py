@@ -35,6 +35,19 @@ def _is_block_device(path: str) -> bool:
         return False
 
 
+def is_logical_volume(kernel_name: str) -> bool:
+    """The device-mapper device is an LV (its dm uuid starts with LVM-).  LVs of the
+    domains appear under /dev/mapper too once active; they are never LUNs, and LVM
+    must never scan them as PVs."""
+    if not kernel_name.startswith("dm-"):
+        return False
+    try:
+        with open(f"/sys/block/{kernel_name}/dm/uuid") as f:
+            return f.read().startswith("LVM-")
+    except OSError:
+        return False
+
+
 class BlockDevices:
     def __init__(self, patterns: str) -> None:
         self.patterns = patterns.split()
@@ -43,9 +56,13 @@ class BlockDevices:
         """The configured devices present now (a glob per call: a few stat()s)."""
         found: set[str] = set()
         for pattern in self.patterns:
-            found.update(p for p in glob.glob(pattern) if _is_block_device(p))
-        # /dev/mapper/control is a character device; other non-LUN nodes are
-        # filtered by the block-device test above
+            found.update(
+                p
+                for p in glob.glob(pattern)
+                # /dev/mapper/control is a character device
+                if _is_block_device(p)
+                and not is_logical_volume(os.path.basename(os.path.realpath(p)))
+            )
         return sorted(found)
 
     def matches(self, path: str) -> bool:
@@ -135,8 +152,9 @@ class Discovery:
             self.devices.matches(event.node)
             or any(event.name == f.name for f in known.values())
             or any(event.name == p.name for f in known.values() for p in f.paths)
-            # device-mapper maps appear under /dev/mapper by name, not by their node
-            or event.name.startswith("dm-")
+            # a new multipath map: its event names dm-N, not /dev/mapper/<wwid>; the
+            # LVs the domains activate are dm devices too, and none of ours
+            or (event.name.startswith("dm-") and not is_logical_volume(event.name))
         )
         if ours:
             log.debug("block device %s %s: rescanning on next use", event.name, event.action)
