@@ -12,17 +12,18 @@ whether each is free: the facts behind Host.getDeviceList and the LVMVolumeGroup
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import glob
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from vdsm import errors
 from vdsm.system import blkid
-from vdsm.system.lvm import PV, Lvm
+from vdsm.system.lvm import PV, Lvm, LvmError
 from vdsm.system.udev import BlockEvent, DeviceFacts, describe_all
 
 log = logging.getLogger("vdsm.storage.devices")
@@ -74,6 +75,16 @@ def guid_of(path: str) -> str:
     """A LUN's GUID as upstream names it: the last component of its path (the WWID of
     /dev/mapper/<wwid>; loop3 for a test's /dev/loop3)."""
     return os.path.basename(path)
+
+
+@contextlib.contextmanager
+def failing_as(error: type[errors.VdsmError]) -> Iterator[None]:
+    """LVM, blkid and sysfs failures surface as upstream's default error of the verb
+    (600 for device queries, 500 for VG queries), with the command's own words."""
+    try:
+        yield
+    except (LvmError, blkid.BlkidError, TimeoutError, OSError) as e:
+        raise error(str(e) or type(e).__name__) from e
 
 
 FREE = "free"
@@ -193,6 +204,10 @@ class Discovery:
         """The LUNs (only those of `guids` if given), with their status if
         `check_status`.  `fresh` reads PVs and signatures again (another host may
         have used a LUN); otherwise everything comes from the caches."""
+        with failing_as(errors.BlockDeviceActionError):
+            return await self._listing(guids, check_status, fresh)
+
+    async def _listing(self, guids: Iterable[str], check_status: bool, fresh: bool) -> list[Device]:
         wanted = set(guids)
         facts = await self.facts()
         if wanted - {guid_of(p) for p in facts}:
@@ -216,9 +231,10 @@ class Discovery:
     async def visible(self, guids: Iterable[str]) -> dict[str, bool]:
         """Whether each GUID is a present, readable LUN (rescanning once on a miss)."""
         wanted = list(guids)
-        facts = await self.facts()
-        if not all(self._readable(facts, g) for g in wanted):
-            facts = await self.facts(rescan=True)
+        with failing_as(errors.BlockDeviceActionError):
+            facts = await self.facts()
+            if not all(self._readable(facts, g) for g in wanted):
+                facts = await self.facts(rescan=True)
         return {g: self._readable(facts, g) for g in wanted}
 
     @staticmethod
@@ -230,9 +246,10 @@ class Discovery:
         ones.  For the block domain code: GUID -> device path is `resolve([g])[g].path`,
         and path -> GUID is `guid_of(path)`."""
         wanted = list(guids)
-        by_guid = {guid_of(p): f for p, f in (await self.facts()).items()}
-        if any(g not in by_guid for g in wanted):
-            by_guid = {guid_of(p): f for p, f in (await self.facts(rescan=True)).items()}
+        with failing_as(errors.BlockDeviceActionError):
+            by_guid = {guid_of(p): f for p, f in (await self.facts()).items()}
+            if any(g not in by_guid for g in wanted):
+                by_guid = {guid_of(p): f for p, f in (await self.facts(rescan=True)).items()}
         unknown = [g for g in wanted if g not in by_guid]
         if unknown:
             raise errors.InaccessiblePhysDev(unknown)

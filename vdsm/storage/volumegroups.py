@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vdsm import errors
-from vdsm.storage.devices import Discovery, guid_of
+from vdsm.storage.devices import Discovery, failing_as, guid_of
 from vdsm.system.lvm import PV, VG, Lvm, LvmError
 from vdsm.system.udev import DeviceFacts
 
@@ -71,7 +71,9 @@ class VolumeGroups:
                 raise errors.VolumeGroupBlockSizeError(
                     {guid_of(d.path): d.logical_block_size for d in devices}
                 )
-            if await self.lvm.vg(name) is not None:
+            with failing_as(errors.VolumeGroupCreateError):
+                existing = await self.lvm.vg(name)
+            if existing is not None:
                 raise errors.VolumeGroupCreateError(name, "a VG of this name exists")
             if not force:
                 listed = await self.discovery.listing(guids, check_status=True, fresh=True)
@@ -107,7 +109,9 @@ class VolumeGroups:
             return vg.uuid
 
     async def by_uuid(self, uuid: str) -> VG:
-        for vg in (await self.lvm.vgs()).values():
+        with failing_as(errors.VolumeGroupActionError):
+            vgs = await self.lvm.vgs()
+        for vg in vgs.values():
             if vg.uuid == uuid:
                 return vg
         raise errors.VolumeGroupDoesNotExist(vg_uuid=uuid)
@@ -137,11 +141,13 @@ class VolumeGroups:
         """One VG with its PVs; PVs are read again (the SPM may have extended it)."""
         self.lvm.invalidate_pvs()
         vg = await self.by_uuid(uuid)
-        return (await self._describe([vg]))[0]
+        with failing_as(errors.VolumeGroupActionError):
+            return (await self._describe([vg]))[0]
 
     async def all(self) -> list[VolumeGroup]:
-        vgs = sorted((await self.lvm.vgs()).values(), key=lambda v: v.name)
-        return await self._describe(vgs)
+        with failing_as(errors.VolumeGroupActionError):
+            vgs = sorted((await self.lvm.vgs()).values(), key=lambda v: v.name)
+            return await self._describe(vgs)
 
     async def _describe(self, vgs: list[VG]) -> list[VolumeGroup]:
         pvs = await self.lvm.pvs()

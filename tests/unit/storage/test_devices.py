@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from vdsm import errors
 from vdsm.api.devices import block_type, device_info, vg_info
-from vdsm.storage.devices import FREE, UNKNOWN, USED, BlockDevices, Device, guid_of, used_by
+from vdsm.storage.devices import (
+    FREE,
+    UNKNOWN,
+    USED,
+    BlockDevices,
+    Device,
+    Discovery,
+    guid_of,
+    used_by,
+)
 from vdsm.storage.volumegroups import VolumeGroup
 from vdsm.system import blkid
-from vdsm.system.lvm import PV, VG
-from vdsm.system.udev import FCP, ISCSI, MIXED, DeviceFacts, PathFacts
+from vdsm.system.lvm import PV, VG, Lvm
+from vdsm.system.udev import FCP, ISCSI, MIXED, BlockEvent, DeviceFacts, PathFacts
 
 BLKID_OUTPUT = """\
 DEVNAME=/dev/loop2
@@ -210,3 +221,25 @@ def test_storage_type_as_the_engine_sends_it(sent, meant):
 def test_unknown_storage_type_is_refused():
     with pytest.raises(errors.InvalidParameterException):
         block_type("TAPE")
+
+
+def test_only_events_about_our_devices_drop_the_caches(tmp_path):
+    devices = BlockDevices(f"{tmp_path}/luns/*")
+    lvm = Lvm(devices.paths, device_mapper=False)
+    discovery = Discovery(devices, lvm, timeout=5)
+
+    async def scenario() -> None:
+        assert await discovery.facts() == {}
+        assert await discovery.facts() == {}
+        assert discovery.scans == 1  # cached
+        generation = lvm.generation
+
+        discovery.on_event(BlockEvent("change", "loop99", "/dev/loop99"))  # someone else's
+        await discovery.facts()
+        assert (discovery.scans, lvm.generation) == (1, generation)
+
+        discovery.on_event(BlockEvent("change", "sdx", f"{tmp_path}/luns/wwid1"))
+        await discovery.facts()
+        assert discovery.scans == 2 and lvm.generation > generation
+
+    asyncio.run(scenario())
