@@ -228,6 +228,12 @@ def test_bad_devices_get_upstreams_codes(vdsm, luns):
     assert vdsm.code("LVMVolumeGroup.create", name="not-a-uuid", devlist=[guid(luns[2])]) != 0
     assert vdsm.code("LVMVolumeGroup.getInfo", lvmvolumegroupID="nosuchvg") == 506
     assert vdsm.code("Host.getDeviceList", storageType="TAPE") == 1000
+    # GUIDs are only ever compared with the configured devices' names
+    hostile = "../../../dev/sda"
+    assert vdsm.call("Host.getDeviceList", guids=[hostile]) == []
+    assert vdsm.call("Host.getDevicesVisibility", guidList=[hostile]) == {hostile: False}
+    assert vdsm.code("LVMVolumeGroup.create", name=new_uuid(), devlist=[hostile]) == 606
+    assert vdsm.code("LVMVolumeGroup.remove", lvmvolumegroupID=hostile) == 0
     # nothing was created, and the daemon still serves
     assert {d["status"] for d in vdsm.call("Host.getDeviceList")} == {"free"}
 
