@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import devices as bench_devices
 from bench import images as bench_images
 from bench import load
 from bench import network as bench_network
@@ -198,6 +199,7 @@ def main() -> int:
     network = bench_network.run(args.quick)
     network_lab = None if args.quick else bench_network.run_lab()
     virt = bench_virt.run(vdsmd, args.quick)
+    devices = bench_devices.run(vdsmd, args.quick)
 
     ready = statistics.median(ready_times)
     rows = [
@@ -254,6 +256,7 @@ def main() -> int:
             ),
         ]
     checks += bench_virt.report(virt)
+    checks += bench_devices.report(devices)
     print()
     print("Images (file domain on the local disk, real sanlock and qemu-img)")
     if isinstance(images, str):

@@ -60,6 +60,7 @@ class Daemon:
         # Imported here so that a configuration error is reported before the heavier
         # imports, and `vdsmd --help` stays instant.
         from vdsm.api import registry, schema
+        from vdsm.api.devices import DeviceHostAPI, LVMVolumeGroupAPI
         from vdsm.api.host import HostAPI
         from vdsm.api.image import DomainImagesAPI, ImageAPI, PoolImagesAPI
         from vdsm.api.lease import LeaseAPI
@@ -90,7 +91,7 @@ class Daemon:
         from vdsm.rpc.stomp_server import ServerSettings, StompBroker
         from vdsm.storage.clusterlock import DomainLock
         from vdsm.storage.connections import StorageConnections
-        from vdsm.storage.devices import BlockDevices
+        from vdsm.storage.devices import BlockDevices, Discovery
         from vdsm.storage.images import Images, VolumeCopier
         from vdsm.storage.leases import Leases
         from vdsm.storage.monitor import MonitorRegistry
@@ -100,12 +101,14 @@ class Daemon:
         from vdsm.storage.service import DomainCache, StorageService
         from vdsm.storage.spmwatchdog import LeaseWatchdog
         from vdsm.storage.tasks import RollbackRegistry, TaskManager
+        from vdsm.storage.volumegroups import VolumeGroups
         from vdsm.storage.volumes import Volumes
         from vdsm.system.iproute import KernelChanger
         from vdsm.system.libvirt import Libvirt
         from vdsm.system.lvm import Lvm
         from vdsm.system.netlink import Netlink
         from vdsm.system.sanlock import Sanlock
+        from vdsm.system.udev import BlockEvents
         from vdsm.virt.manager import VmManager
         from vdsm.virt.storage import StorageImagePreparer
 
@@ -179,6 +182,9 @@ class Daemon:
             else cfg.lvm.activation == "device-mapper",
         )
         log.info("LVM: %s mode, devices %s", self.lvm.mode, cfg.lvm.devices)
+        self.discovery = Discovery(block_devices, self.lvm, timeout=cfg.lvm.timeout)
+        self.block_events = BlockEvents(self.discovery.on_event)
+        volume_groups = VolumeGroups(self.lvm, self.discovery)
         repository = Repository(cfg.irs.repository, probe_timeout=cfg.irs.process_pool_timeout)
         repository.prepare()
 
@@ -255,6 +261,8 @@ class Daemon:
             ),
             VMAPI(vms=self.vms),
             VmHostAPI(vms=self.vms),
+            DeviceHostAPI(discovery=self.discovery, volume_groups=volume_groups),
+            LVMVolumeGroupAPI(volume_groups=volume_groups),
         ]
         table = registry.build(schema.load(), apis)
         dispatcher = Dispatcher(
@@ -326,6 +334,7 @@ class Daemon:
                 self._spawn(group, self.network_monitor.run(), "network monitor")
                 self._spawn(group, self.storage_monitor.run(), "storage domain monitors")
                 self._spawn(group, self.vms.sample_forever(), "VM stats sampler")
+                self._spawn(group, self.block_events.run(), "block device events")
                 if self.notifier.watchdog_interval:
                     self._spawn(group, self._watchdog(self.notifier.watchdog_interval), "watchdog")
                 self._announce(address)

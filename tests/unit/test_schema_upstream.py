@@ -20,6 +20,11 @@ from vdsm.api import schema
 WIRE_TYPES: dict[tuple[str, str], str] = {
     # The engine sends the remote path (file) or the VG UUID (block) as a plain string.
     ("StorageDomain.create", "typeArgs"): "string",
+    # LUN GUIDs are multipath WWIDs and VG ids are LVM's UUIDs: not RFC 4122 UUIDs.
+    ("Host.getDevicesVisibility", "guidList"): "list[string]",
+    ("LVMVolumeGroup.create", "lvmvolumegroupID"): "string",
+    ("LVMVolumeGroup.getInfo", "lvmvolumegroupID"): "string",
+    ("LVMVolumeGroup.remove", "lvmvolumegroupID"): "string",
 }
 
 _PRIMITIVES = {"string", "int", "uint", "long", "ulong", "float", "boolean"}

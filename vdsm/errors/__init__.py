@@ -190,6 +190,7 @@ class ConfigError(Exception):
 
 # The families, re-exported so that every error is `vdsm.errors.<Name>`.
 from vdsm.errors.block import *  # noqa: E402, F403
+from vdsm.errors.lvm import *  # noqa: E402, F403
 from vdsm.errors.network import *  # noqa: E402, F403
 from vdsm.errors.spm import *  # noqa: E402, F403
 from vdsm.errors.storage import *  # noqa: E402, F403

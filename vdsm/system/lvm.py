@@ -325,6 +325,12 @@ class Lvm:
         self.commands_run = 0
 
     @property
+    def generation(self) -> int:
+        """Changes whenever a command of ours changed LVM metadata or a cache was
+        invalidated: whoever derives facts from devices can tell they may be stale."""
+        return self._generation
+
+    @property
     def mode(self) -> str:
         return "device-mapper" if self.device_mapper else "metadata-only"
 
@@ -444,6 +450,11 @@ class Lvm:
         self._pvs = None
         self._lvs.pop(vg_name, None)
 
+    def invalidate_pvs(self) -> None:
+        """Forget the PV report (another host may have created a PV or VG)."""
+        self._generation += 1
+        self._pvs = None
+
     def invalidate_lvs(self, vg_name: str) -> None:
         self._generation += 1
         self._lvs.pop(vg_name, None)
@@ -468,25 +479,44 @@ class Lvm:
     # -- PVs and VGs ---------------------------------------------------------------------
 
     async def create_pvs(
-        self, devices: Sequence[str], *, metadata_size: int, force: bool = False
+        self,
+        devices: Sequence[str],
+        *,
+        metadata_size: int,
+        force: bool = False,
+        metadata_copies: int | None = None,
+        metadata_ignore: bool = False,
     ) -> None:
+        """`metadata_copies=2, metadata_ignore=True` is upstream's layout for domain
+        PVs: a second metadata area at the end of each PV, both ignored until
+        `enable_metadata_area` turns on the first PV's."""
         args = ["-y", "--metadatasize", f"{metadata_size}b"]
+        if metadata_copies is not None:
+            args += ["--metadatacopies", str(metadata_copies)]
+        if metadata_ignore:
+            args += ["--metadataignore", "y"]
         if force:
             args.append("-ff")
         await self._change(None, "pvcreate", *args, *devices)
 
+    async def enable_metadata_area(self, device: str) -> None:
+        """Makes LVM keep the VG metadata in this PV's areas."""
+        await self._change(None, "pvchange", "--metadataignore", "n", device)
+
     async def create_vg(
-        self, name: str, devices: Sequence[str], *, extent_size: int, tags: Iterable[str] = ()
+        self,
+        name: str,
+        devices: Sequence[str],
+        *,
+        extent_size: int,
+        tags: Iterable[str] = (),
+        auto_activation: bool | None = None,
     ) -> None:
-        await self._change(
-            None,
-            "vgcreate",
-            "-s",
-            f"{extent_size}b",
-            *_tag_args("--addtag", tags),
-            name,
-            *devices,
-        )
+        args = ["-s", f"{extent_size}b", *_tag_args("--addtag", tags)]
+        if auto_activation is not None:
+            # shared VGs must not be activated by any host's boot or udev rules
+            args += ["--setautoactivation", "y" if auto_activation else "n"]
+        await self._change(None, "vgcreate", *args, name, *devices)
 
     async def change_vg_tags(
         self, name: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
