@@ -141,7 +141,7 @@ def _lvm_error(e: LvmError, sd_uuid: str) -> errors.VdsmError:
     if isinstance(e, LvmUnavailable):
         return errors.CannotActivateLogicalVolumes(sd_uuid, "no device-mapper in this kernel")
     if isinstance(e, DuplicateVG):
-        return errors.VolumeGroupDuplicate(e.name, e.err)
+        return errors.VolumeGroupScanError(e.name, e.err)
     return errors.LVMCommandError(sd_uuid, str(e))
 
 
@@ -437,7 +437,7 @@ async def _find_vg(lvm: Lvm, vg_uuid: str) -> VG:
     vgs = await lvm.vgs()
     found = [vg for vg in vgs.values() if vg.uuid == vg_uuid]
     if not found:
-        raise errors.BlockVolumeGroupDoesNotExist(vg_uuid)
+        raise errors.VolumeGroupDoesNotExist(vg_uuid)
     return found[0]
 
 
