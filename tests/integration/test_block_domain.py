@@ -22,8 +22,8 @@ ISCSI = 3
 
 @pytest.fixture
 def luns(loop_device: Callable[[int | str], LoopDevice]) -> list[str]:
-    # 4 GiB sparse: room for the special LVs (leases alone is 2 GiB at 1 MiB alignment)
-    return [loop_device("4g").path for _ in range(2)]
+    # sparse; LVMVolumeGroup.create wants 10 GiB at least (upstream's minimum)
+    return [loop_device("6g").path for _ in range(2)]
 
 
 def block_site(vdsmd: Callable[..., object], tmp_path: Path, luns: list[str]) -> Site:
@@ -48,7 +48,9 @@ def test_create_lays_out_the_vg_as_upstream(
 ) -> None:
     site = block_site(vdsmd, tmp_path, luns)
     sd = new_uuid()
-    vg_uuid = block.make_vg(luns, sd)
+    vg_uuid = site.vdsm.call(
+        "LVMVolumeGroup.create", name=sd, devlist=[Path(p).name for p in luns], force=False
+    )
     create(site, sd, vg_uuid, version, name="Données & co")
 
     tags = block.vg_tags(luns, sd)

@@ -42,10 +42,15 @@ def test_block_domain_pool_and_spm(
     tmp_path: Path,
 ) -> None:
     run(["modprobe", "dm_mod"])
-    luns = [loop_device("4g").path for _ in range(2)]
+    luns = [loop_device("8g").path for _ in range(2)]
     site = lab_site(vdsmd, tmp_path, luns)
+    devices = site.vdsm.call("Host.getDeviceList", storageType=3, guids=[], checkStatus=True)
+    assert sorted(d["GUID"] for d in devices) == sorted(Path(p).name for p in luns)
+    assert all(d["status"] == "free" for d in devices)
     sd = new_uuid()
-    vg_uuid = block.make_vg(luns, sd)
+    vg_uuid = site.vdsm.call(
+        "LVMVolumeGroup.create", name=sd, devlist=[Path(p).name for p in luns], force=False
+    )
     site.vdsm.call(
         "StorageDomain.create",
         storagedomainID=sd,
