@@ -99,3 +99,6 @@ def domain_metadata(tags: Sequence[str]) -> dict[str, str]:
 
 def encode_tag(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_+.\-/=!:#]", lambda m: f"&{ord(m.group())}&", text)
+
+
+BLANK = "00000000-0000-0000-0000-000000000000"

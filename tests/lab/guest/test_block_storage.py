@@ -8,6 +8,7 @@ system mounted for the tasks), SPM stop, format.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,140 @@ def lab_site(vdsmd: Callable[..., Any], tmp_path: Path, luns: list[str]) -> Site
     return site
 
 
+def run_task(site: Site, method: str, **params: Any) -> dict[str, Any]:
+    task = site.vdsm.call(method, **params)
+    status = site.vdsm.wait_task(task, timeout=900)
+    site.vdsm.call("Task.clear", taskID=task)
+    assert status["taskResult"] == "success", (method, status)
+    return status
+
+
+def qemu(tool: str, *args: str) -> str:
+    return run([tool, *args], timeout=300).stdout
+
+
+def read_slot(sd: str, slot: int) -> dict[str, str]:
+    """A V5 volume metadata slot, read by hand: 1 MiB + slot x 8 KiB of the metadata LV,
+    sorted KEY=VALUE lines, EOF, NUL padding to 512 bytes."""
+    fd = os.open(f"/dev/{sd}/metadata", os.O_RDONLY)
+    try:
+        raw = os.pread(fd, 8192, MiB + slot * 8192)
+    finally:
+        os.close(fd)
+    text, _, padding = raw[:512].partition(b"EOF\n")
+    assert padding.strip(b"\0") == b"" and raw[512:] == bytes(8192 - 512)
+    lines = text.decode().splitlines()
+    assert lines == sorted(lines)
+    return dict(line.split("=", 1) for line in lines)
+
+
+def lv_tags(luns: list[str], sd: str) -> dict[str, list[str]]:
+    return {name: lv["tags"] for name, lv in block.lvs(luns, sd).items()}
+
+
+def volumes_on_block_domain(
+    site: Site, sd: str, luns: list[str], loop_device: Callable[[int | str], LoopDevice]
+) -> None:
+    """Thin volume, snapshot, extend, prepare and write, copy to a file domain, delete."""
+    img, base, top = new_uuid(), new_uuid(), new_uuid()
+    blank = "00000000-0000-0000-0000-000000000000"
+    GiB = 1024 * MiB
+
+    def create(vol: str, parent: str) -> None:
+        run_task(
+            site, "Volume.create", volumeID=vol, storagepoolID=site.sp, storagedomainID=sd,
+            imageID=img, size=str(GiB), volFormat=4, preallocate=2, diskType="DATA",
+            desc="lab", srcImgUUID=img if parent != blank else blank, srcVolUUID=parent,
+            initialSize=str(256 * MiB),
+        )  # fmt: skip
+
+    create(base, blank)
+    create(top, base)
+    tags = lv_tags(luns, sd)
+    assert sorted(tags[base]) == sorted([f"IU_{img}", f"PU_{blank}", "MD_1"])
+    assert sorted(tags[top]) == sorted([f"IU_{img}", f"PU_{base}", "MD_2"])
+    sizes = {n: lv["size"] for n, lv in block.lvs(luns, sd).items()}
+    assert sizes[base] == sizes[top] == 384 * MiB  # 256 MiB x 1.1, whole 128 MiB extents
+    meta = read_slot(sd, 1)
+    assert meta["VOLTYPE"] == "INTERNAL" and meta["PUUID"] == blank
+    meta = read_slot(sd, 2)
+    assert {k: meta[k] for k in ("CAP", "FORMAT", "TYPE", "VOLTYPE", "LEGALITY", "IMAGE",
+            "DOMAIN", "PUUID", "DISKTYPE", "DESCRIPTION")} == {
+        "CAP": str(GiB), "FORMAT": "COW", "TYPE": "SPARSE", "VOLTYPE": "LEAF",
+        "LEGALITY": "LEGAL", "IMAGE": img, "DOMAIN": sd, "PUUID": base, "DISKTYPE": "DATA",
+        "DESCRIPTION": "lab",
+    }  # fmt: skip
+    # the volume lease: a sanlock resource named after the volume at (100 + slot) MiB
+    lease = sanlock_lib.read_resource(f"/dev/{sd}/leases", offset=102 * MiB, align=MiB, sector=512)
+    assert lease["resource"] == top.encode() and lease["lockspace"] == sd.encode()
+
+    pdiv = {"storagepoolID": site.sp, "storagedomainID": sd, "imageID": img, "volumeID": top}
+    run_task(site, "Volume.extendSize", newSize=str(2 * GiB), **pdiv)
+    assert read_slot(sd, 2)["CAP"] == str(2 * GiB)
+
+    prepared = site.vdsm.call("Image.prepare", **pdiv)
+    assert [v["volumeID"] for v in prepared["imgVolumesInfo"]] == [base, top]
+    qemu("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 8M", prepared["path"])
+    chain = json.loads(
+        qemu("qemu-img", "info", "--output", "json", "--backing-chain", "-U", prepared["path"])
+    )
+    assert chain[0]["virtual-size"] == 2 * GiB and len(chain) == 2
+    site.vdsm.call("Image.teardown", storagepoolID=site.sp, storagedomainID=sd, imageID=img)
+    assert not block.report(luns, "lvs", "lv_name", "--select", "lv_active=active", f"{sd}/{top}")
+
+    # a file domain of the pool (ext4 on a loop device: the guest's /tmp has no O_DIRECT)
+    fs = loop_device("2g")
+    run(["mkfs.ext4", "-q", fs.path])
+    mnt = site.local("filesd")
+    run(["mount", fs.path, str(mnt)])
+    try:
+        other = new_uuid()
+        site.connect_dirs(mnt)
+        site.create_domain(other, mnt)
+        site.vdsm.call("StorageDomain.attach", storagedomainID=other, storagepoolID=site.sp)
+        site.vdsm.call("StorageDomain.activate", storagedomainID=other, storagepoolID=site.sp)
+        run_task(
+            site, "Image.move", imageID=img, storagepoolID=site.sp, storagedomainID=sd,
+            dstSdUUID=other, operation=1, postZero=False, force=False,
+        )  # fmt: skip
+        copied = mnt / other / "images" / img
+        site.vdsm.call("Image.prepare", **pdiv)
+        try:
+            assert "Images are identical" in qemu(
+                "qemu-img", "compare", "-U", prepared["path"], str(copied / top)
+            )
+        finally:
+            site.vdsm.call("Image.teardown", storagepoolID=site.sp, storagedomainID=sd, imageID=img)
+
+        run_task(
+            site, "Image.delete", storagepoolID=site.sp, storagedomainID=sd, imageID=img,
+            postZero=False, force=False,
+        )  # fmt: skip
+        assert set(block.lvs(luns, sd)) == {"metadata", "ids", "leases", "inbox", "outbox",
+                                            "xleases", "master"}  # fmt: skip
+        # the freed slots read as cleared (757 to a reader), never as volumes
+        assert set(read_slot(sd, 1)) == set(read_slot(sd, 2)) == {"NONE"}
+        run_task(
+            site, "Image.delete", storagepoolID=site.sp, storagedomainID=other, imageID=img,
+            postZero=False, force=False,
+        )  # fmt: skip
+        site.vdsm.call(
+            "StorageDomain.deactivate", storagedomainID=other, storagepoolID=site.sp,
+            masterSdUUID=sd, masterVersion=1,
+        )  # fmt: skip
+        site.vdsm.call(
+            "StorageDomain.detach", storagedomainID=other, storagepoolID=site.sp,
+            masterSdUUID=sd, masterVersion=1, force=False,
+        )  # fmt: skip
+    finally:
+        site.vdsm.call(
+            "StoragePool.disconnectStorageServer", storagepoolID=block.BLANK, domainType=4,
+            connectionParams=[{"id": new_uuid(), "connection": str(mnt)}],
+        )  # fmt: skip
+        run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.timeout(1800)
 def test_block_domain_pool_and_spm(
     sanlock: SanlockDaemon,
     loop_device: Callable[[int | str], LoopDevice],
@@ -88,6 +223,8 @@ def test_block_domain_pool_and_spm(
         assert info["info"]["master_uuid"] == sd
         meta = block.domain_metadata(block.vg_tags(luns, sd))
         assert meta["ROLE"] == "Master" and meta["POOL_UUID"] == site.sp
+
+        volumes_on_block_domain(site, sd, luns, loop_device)
 
         site.vdsm.call("StoragePool.spmStop", storagepoolID=site.sp)
         assert f" {master} " not in Path("/proc/mounts").read_text()
