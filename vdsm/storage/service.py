@@ -16,6 +16,7 @@ from typing import Any
 from vdsm import errors
 from vdsm.storage import constants as sc
 from vdsm.storage import filedomain, sdmetadata
+from vdsm.storage.domain import StorageDomain
 from vdsm.storage.filedomain import FileDomain, LockFactory
 from vdsm.storage.monitor import MonitorRegistry
 from vdsm.storage.pool import MAX_HOST_ID, RESERVED_HOST_ID, StoragePool
@@ -249,7 +250,7 @@ class StorageService:
         log.info("created pool %s (master %s, domains %s)", sp_uuid, master_sd, domain_list)
 
     async def with_domain_lease(
-        self, domain: FileDomain, host_id: int, work: Callable[[], Awaitable[None]]
+        self, domain: StorageDomain, host_id: int, work: Callable[[], Awaitable[None]]
     ) -> None:
         lock = domain.lock
         joined_before = await lock.joined(host_id) is True
