@@ -158,7 +158,7 @@ class VolumeStore(Protocol):
     ) -> AbstractAsyncContextManager[Path]:
         """A scratch path beside the data: on normal exit it is cut to `size` (if
         given) and atomically replaces the data; always removed afterwards (block:
-        UnsupportedOperation 100, an LV is rewritten in place)."""
+        UnsupportedOperation 75, an LV is rewritten in place)."""
         ...
 
     # -- removal -----------------------------------------------------------------------
