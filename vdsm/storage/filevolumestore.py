@@ -36,6 +36,10 @@ class FileVolumeStore:
     def __repr__(self) -> str:
         return f"<FileVolumeStore {self.domain.images_dir}>"
 
+    @property
+    def drive_type(self) -> str:
+        return "file"
+
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """A blocking file operation in the domain's bulkhead; storage that does not
         answer becomes 379 (the domain), not a stuck verb."""
@@ -115,6 +119,9 @@ class FileVolumeStore:
 
     async def deactivate(self, img: str, vols: Sequence[str] | None) -> None:
         pass
+
+    async def refresh_volume(self, img: str, vol: str) -> None:
+        pass  # every host reads a file's size from the file system itself
 
     async def sizes(self, img: str, vol: str) -> tuple[int, int]:
         return await self._io(fv.sizes, self.data_path(img, vol))

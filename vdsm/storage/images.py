@@ -101,7 +101,7 @@ class Images:
         self._prepared[(sd_uuid, img)] = store
         return {
             "path": path,
-            "info": {"type": "file", "path": path},
+            "info": {"type": store.drive_type, "path": path},
             "imgVolumesInfo": [
                 {
                     "domainID": sd_uuid,

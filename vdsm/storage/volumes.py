@@ -224,8 +224,8 @@ class Volumes:
                 raise errors.ImageVerificationError(f"qcow2 compat {compat!r} not supported")
 
     async def refresh(self, sd_uuid: str, img: str, vol: str) -> None:
-        # File volumes need no refresh (block domains re-read the LV size).
-        await self.get(sd_uuid, img, vol)
+        volume = await self.get(sd_uuid, img, vol)
+        await volume.store.refresh_volume(img, vol)
 
     async def _qemu(self, coro: Any) -> Any:
         try:

@@ -38,6 +38,12 @@ class LeaseLocation:
 
 
 class VolumeStore(Protocol):
+    @property
+    def drive_type(self) -> str:
+        """What a VM's drive on these volumes is: "file" or "block" (Image.prepare's
+        info.type)."""
+        ...
+
     # -- metadata --------------------------------------------------------------------
 
     async def read_metadata(self, img: str, vol: str) -> VolumeMetadata:
@@ -131,6 +137,12 @@ class VolumeStore(Protocol):
         """Undoes activate for `vols` (None: every volume of the image); never fails
         for a volume already inactive or gone, and leaves active what a VM still uses
         (an Image.prepare not yet torn down) (file: nothing)."""
+        ...
+
+    async def refresh_volume(self, img: str, vol: str) -> None:
+        """Re-reads what another host may have changed under this one (block: the LV
+        size after the SPM extended it; file: nothing); the caller has checked that
+        the volume exists."""
         ...
 
     async def sizes(self, img: str, vol: str) -> tuple[int, int]:

@@ -179,6 +179,10 @@ def test_data_is_written_and_read_at_the_data_path(run: Callable[[Scenario], Non
         assert (await store.read_metadata(IMG, BASE)).capacity == MiB  # data, not capacity
         lease = await store.lease(IMG, BASE)
         assert isinstance(lease, LeaseLocation) and lease.offset >= 0
+        await store.refresh_volume(IMG, BASE)
+        apparent, true = await store.sizes(IMG, BASE)
+        assert apparent >= 2 * MiB and true >= 2 * MiB  # allocated, not only promised
+        assert store.drive_type in ("file", "block")
         await store.deactivate(IMG, None)
         await store.deactivate(IMG, [BASE])  # twice: harmless
 
