@@ -1,5 +1,6 @@
-"""Volumes of file domains on disk (contract §4.1, §4.3): blocking helpers that run in
-the domain's bulkhead.
+"""Volumes of file domains on disk (contract §4.1, §4.3): the blocking layer under
+FileVolumeStore (vdsm/storage/filevolumestore.py), which runs each helper in the
+domain's bulkhead; nothing else calls these.
 
     <sd>/images/<img>/<vol>          data (raw or qcow2), mode 0660
     <sd>/images/<img>/<vol>.meta     metadata (vdsm/storage/volmeta.py)
