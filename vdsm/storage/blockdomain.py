@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from vdsm import errors
 from vdsm.storage import constants as sc
 from vdsm.storage import metadata as md
 from vdsm.storage import sdmetadata, xlease
-from vdsm.storage.filedomain import DomainLock, LockFactory
+from vdsm.storage.blockvolumestore import BlockVolumeStore
+from vdsm.storage.domain import DomainLock, LockFactory
 from vdsm.storage.repository import DOMAIN_MD_DIR, METADATA
 from vdsm.system import mount
 from vdsm.system.blocking import BlockingCallTimeout, Bulkhead
@@ -170,6 +171,7 @@ class BlockDomain:
         self._metadata: sdmetadata.DomainMetadata | None = None
         self._vg: VG | None = None
         self._writing = asyncio.Lock()
+        self.volumes = BlockVolumeStore(self)
 
     def __repr__(self) -> str:
         return f"<BlockDomain {self.sd_uuid}>"
@@ -385,6 +387,9 @@ class BlockDomain:
             await self.lvm.deactivate(self.sd_uuid, [MASTER])
         except LvmError as e:
             log.warning("could not deactivate the master LV of %s: %s", self.sd_uuid, e)
+
+    async def remove_orphans(self, live_tokens: Collection[str]) -> list[str]:
+        return await self.volumes.remove_orphans(live_tokens)
 
     # -- removal -------------------------------------------------------------------------
 

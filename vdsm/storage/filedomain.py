@@ -19,16 +19,22 @@ import errno
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from vdsm import errors
 from vdsm.storage import constants as sc
+from vdsm.storage import filevolume as fv
 from vdsm.storage import metadata as md
 from vdsm.storage import sdmetadata, xlease
+from vdsm.storage.domain import DomainLock, LockFactory, StorageDomain
+from vdsm.storage.filevolumestore import FileVolumeStore
 from vdsm.storage.repository import DOMAIN_MD_DIR, METADATA, is_uuid
 from vdsm.system.blocking import BlockingCallTimeout, Bulkhead
+
+# DomainLock and LockFactory moved to vdsm.storage.domain; still importable from here.
+__all__ = ["DomainLock", "FileDomain", "LockFactory", "create"]
 
 log = logging.getLogger("vdsm.storage.filedomain")
 
@@ -45,32 +51,6 @@ MD_DIR_MODE = 0o775
 CREATING_SUFFIX = ".creating"
 
 
-class DomainLock(Protocol):
-    """The sanlock side of a domain (vdsm.storage.clusterlock.DomainLock)."""
-
-    async def format(self) -> None: ...
-
-    async def format_volume_lease(self, vol_uuid: str, path: Path, offset: int = 0) -> None: ...
-
-    async def join(self, host_id: int) -> None: ...
-
-    async def joined(self, host_id: int) -> bool | None: ...
-
-    async def wait_joined(self, host_id: int, timeout: float) -> None: ...
-
-    async def leave(self, host_id: int, unused: bool = False) -> None: ...
-
-    async def acquire_sdm(self) -> int: ...
-
-    async def release_sdm(self) -> None: ...
-
-    async def sdm_owner(self) -> tuple[int, int]: ...
-
-
-# Builds the lock of a domain: (sd_uuid, ids path, leases path, alignment, block size).
-LockFactory = Callable[[str, Path, Path, int, int], DomainLock]
-
-
 class FileDomain:
     def __init__(
         self, sd_uuid: str, path: Path, *, lock_factory: LockFactory, op_timeout: float
@@ -82,6 +62,7 @@ class FileDomain:
         self._lock: DomainLock | None = None
         self._metadata: sdmetadata.DomainMetadata | None = None
         self._writing = asyncio.Lock()
+        self._volumes = FileVolumeStore(self)
 
     def __repr__(self) -> str:
         return f"<FileDomain {self.sd_uuid} at {self.path}>"
@@ -123,6 +104,10 @@ class FileDomain:
     @property
     def vms_dir(self) -> Path:
         return self.master_dir / "vms"
+
+    @property
+    def volumes(self) -> FileVolumeStore:
+        return self._volumes
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -210,15 +195,8 @@ class FileDomain:
         }
 
     async def images(self) -> list[str]:
-        def list_images(images_dir: Path) -> list[str]:
-            try:
-                names = os.listdir(images_dir)
-            except FileNotFoundError:
-                return []
-            # `_remove_me_<uuid>` directories are images being deleted: not listed.
-            return sorted(n for n in names if is_uuid(n) and (images_dir / n).is_dir())
-
-        result: list[str] = await self._run(list_images, self.images_dir)
+        # Through _run, not the store: a failing listing here is the domain's 379.
+        result: list[str] = await self._run(fv.list_images, self.images_dir)
         return result
 
     async def validate(self) -> None:
@@ -236,6 +214,9 @@ class FileDomain:
     async def release_master_tree(self) -> None:
         """Nothing to release: the tree is a directory of the domain (block domains
         unmount their master LV here)."""
+
+    async def remove_orphans(self, live_tokens: Collection[str]) -> list[str]:
+        return []
 
     # -- removal -------------------------------------------------------------------------
 
@@ -379,3 +360,9 @@ async def create(
     domain = FileDomain(sd_uuid, final, lock_factory=lock_factory, op_timeout=op_timeout)
     await domain.refresh()
     return domain
+
+
+if TYPE_CHECKING:
+    # mypy proves here that a FileDomain is a StorageDomain (and its store a VolumeStore).
+    def _is_storage_domain(domain: FileDomain) -> StorageDomain:
+        return domain

@@ -1,5 +1,6 @@
-"""Volumes of file domains on disk (contract §4.1, §4.3): blocking helpers that run in
-the domain's bulkhead.
+"""Volumes of file domains on disk (contract §4.1, §4.3): the blocking layer under
+FileVolumeStore (vdsm/storage/filevolumestore.py), which runs each helper in the
+domain's bulkhead; nothing else calls these.
 
     <sd>/images/<img>/<vol>          data (raw or qcow2), mode 0660
     <sd>/images/<img>/<vol>.meta     metadata (vdsm/storage/volmeta.py)
@@ -117,6 +118,15 @@ def read_image(image_dir: Path) -> dict[str, VolumeMetadata | Exception]:
 
 def images_holding(images_dir: Path, img_uuid: str) -> bool:
     return (images_dir / img_uuid).is_dir()
+
+
+def list_images(images_dir: Path) -> list[str]:
+    try:
+        names = os.listdir(images_dir)
+    except FileNotFoundError:
+        return []
+    # `_remove_me_<uuid>` directories are images being deleted: not listed.
+    return sorted(n for n in names if is_uuid(n) and (images_dir / n).is_dir())
 
 
 # -- creation --------------------------------------------------------------------------
@@ -263,6 +273,45 @@ def garbage(images_dir: Path) -> list[Path]:
         return [images_dir / n for n in os.listdir(images_dir) if n.startswith(REMOVE_PREFIX)]
     except FileNotFoundError:
         return []
+
+
+# -- rewriting data in place (sparsify) -------------------------------------------------
+
+
+def replace_data(scratch: Path, data: Path, size: int | None) -> None:
+    """The scratch copy takes the data's place in one rename."""
+    if size is not None:
+        os.truncate(scratch, size)
+    os.chmod(scratch, VOLUME_MODE)
+    os.rename(scratch, data)
+
+
+def remove_scratch(scratch: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        scratch.unlink()
+
+
+# -- VMs -------------------------------------------------------------------------------
+
+
+def check_readable(paths: list[Path]) -> None:
+    for path in paths:
+        os.stat(path)  # every layer readable before a VM uses it
+
+
+def link_image(image_dir: Path, data: list[Path], link: Path) -> None:
+    """`link` -> the image directory, replaced atomically when it points elsewhere."""
+    check_readable(data)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if os.readlink(link) == str(image_dir):
+            return
+        link.unlink()
+    tmp = link.with_name(f".{link.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(image_dir, tmp)
+    os.rename(tmp, link)
 
 
 # -- sizes -----------------------------------------------------------------------------

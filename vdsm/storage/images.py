@@ -1,31 +1,32 @@
-"""Images of file domains: the Image.* verbs, StorageDomain.getVolumes and
+"""Images: the Image.* verbs, StorageDomain.getVolumes and
 StoragePool.getDomainsContainingImage (contract §2.1, §2.2, §4.1).
 
-An image is a directory of volumes forming one qcow2 chain (base ... leaf).  Preparing
-it for a VM checks the whole chain and links the image directory under
-`<run>/storage/<sd>/<img>`, so `<run>/storage/<sd>/<img>/<vol>` names every volume of
-the chain and the relative backing names inside the qcow2 headers resolve there.
+An image is a set of volumes forming one qcow2 chain (base ... leaf), kept by the
+domain's VolumeStore (a directory on file domains, LVs tagged with the image on block
+domains).  Preparing it for a VM checks the whole chain, activates it and links it
+under `<run>/storage/<sd>/<img>`, so `<run>/storage/<sd>/<img>/<vol>` names every volume
+of the chain and the relative backing names inside the qcow2 headers resolve there.
 
-Deleting an image first renames its directory to `_remove_me_<img>` (one atomic step
-that takes it out of every listing), then removes the files; an interrupted deletion
-is finished by the next one on that domain.
+Deleting an image first marks it removed (`_remove_me_<img>`, one atomic step that
+takes it out of every listing), then removes its volumes; an interrupted deletion is
+finished by the next one on that domain.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from vdsm import errors
 from vdsm.storage import constants as sc
-from vdsm.storage import filevolume as fv
 from vdsm.storage import volmeta
-from vdsm.storage.filedomain import FileDomain
+from vdsm.storage.domain import StorageDomain
 from vdsm.storage.volume import Volume
 from vdsm.storage.volumes import Volumes
+from vdsm.storage.volumestore import VolumeStore, activated
 from vdsm.system import qemuimg
 
 log = logging.getLogger("vdsm.storage.images")
@@ -39,19 +40,20 @@ class Images:
         self.volumes = volumes
         self.storage = volumes.storage
         self.run_storage_dir = run_storage_dir
+        # (sd, img) -> the store that activated it for a VM, until teardown.
+        self._prepared: dict[tuple[str, str], VolumeStore] = {}
 
     # -- queries -----------------------------------------------------------------------
 
-    async def _image(self, sd_uuid: str, img: str) -> tuple[FileDomain, dict[str, Volume]]:
+    async def _image(self, sd_uuid: str, img: str) -> tuple[StorageDomain, dict[str, Volume]]:
         domain = await self.volumes.domain(sd_uuid)
-        exists = await self.volumes.io(domain, fv.images_holding, domain.images_dir, img)
-        if not exists:
+        if not await domain.volumes.image_exists(img):
             raise errors.ImageDoesNotExistInSD(img, sd_uuid)
         return domain, await self.volumes.image(domain, img)
 
     async def volume_ids(self, sd_uuid: str, img: str) -> list[str]:
         domain = await self.volumes.domain(sd_uuid)
-        return sorted(await self.volumes.io(domain, fv.list_volumes, domain.images_dir / img))
+        return await domain.volumes.volume_ids(img)
 
     async def domains_containing(self, sp_uuid: str, img: str) -> list[str]:
         pool = self.storage.get_pool(sp_uuid)
@@ -59,7 +61,7 @@ class Images:
         for sd_uuid in sorted(pool.domains()):
             try:
                 domain = await self.volumes.domain(sd_uuid)
-                if await self.volumes.io(domain, fv.images_holding, domain.images_dir, img):
+                if await domain.volumes.image_exists(img):
                     found.append(sd_uuid)
             except errors.VdsmError as e:
                 log.warning("domain %s not searched for image %s: %s", sd_uuid, img, e)
@@ -71,58 +73,62 @@ class Images:
         self, sp_uuid: str, sd_uuid: str, img: str, vol: str, allow_illegal: bool
     ) -> dict[str, Any]:
         """The leaf's path for a VM: through the run-dir link when a pool is given (as
-        upstream), the image directory itself for the blank pool; each volume of the
-        chain with its real path and lease."""
+        upstream), the store's own data path for the blank pool; each volume of the
+        chain with its real path and lease.  The chain stays activated until
+        teardown."""
         leaf = await self.volumes.get(sd_uuid, img, vol)
         chain = await self.volumes.chain(leaf)
         if not allow_illegal:
             for volume in chain:
                 if volume.md.legality == volmeta.ILLEGAL:
                     raise errors.PrepareIllegalVolumeError(volume.vol)
-        link_dir = self.run_storage_dir / sd_uuid
-        link = link_dir / img
-
-        def make_link() -> None:
-            for volume in chain:
-                os.stat(volume.paths.data)  # every layer readable before a VM uses it
-            link_dir.mkdir(parents=True, exist_ok=True)
-            target = leaf.image_dir
-            with contextlib.suppress(FileNotFoundError):
-                if os.readlink(link) == str(target):
-                    return
-                link.unlink()
-            tmp = link.with_name(f".{img}.tmp")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            os.symlink(target, tmp)
-            os.rename(tmp, link)
-
-        if blank(sp_uuid):
-            link = leaf.image_dir
-            await self.volumes.io(leaf.domain, os.stat, leaf.paths.data)
-        else:
-            await self.volumes.io(leaf.domain, make_link)
-        path = str(link / vol)
+        store = leaf.store
+        vols = [volume.vol for volume in chain]
+        await store.activate(img, [vol])
+        try:
+            if blank(sp_uuid):
+                await store.check_readable(img, [vol])
+                path = str(leaf.data_path)
+            else:
+                link = self.run_storage_dir / sd_uuid / img
+                await store.link_image(img, vols, link)
+                path = str(link / vol)
+            leases = [await store.lease(img, v) for v in vols]
+        except BaseException:
+            if (sd_uuid, img) not in self._prepared:
+                await store.deactivate(img, [vol])
+            raise
+        self._prepared[(sd_uuid, img)] = store
         return {
             "path": path,
-            "info": {"type": "file", "path": path},
+            "info": {"type": store.drive_type, "path": path},
             "imgVolumesInfo": [
                 {
                     "domainID": sd_uuid,
                     "imageID": img,
                     "volumeID": volume.vol,
-                    "path": str(volume.paths.data),
-                    "leasePath": str(volume.paths.lease),
-                    "leaseOffset": 0,
+                    "path": str(volume.data_path),
+                    "leasePath": str(lease.path),
+                    "leaseOffset": lease.offset,
                 }
-                for volume in chain
+                for volume, lease in zip(chain, leases, strict=True)
             ],
         }
 
     async def teardown(self, sd_uuid: str, img: str, vol: str | None) -> None:
         link = self.run_storage_dir / sd_uuid / img
-        with contextlib.suppress(FileNotFoundError):
-            link.unlink()
+        # Local run-dir bookkeeping, never the volumes: a symlink or a directory of
+        # symlinks (VolumeStore.link_image).
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+        # The store that prepared it, not a fresh look-up: teardown must not wait on
+        # storage that hangs (a VM on it is being torn down).
+        store = self._prepared.pop((sd_uuid, img), None)
+        if store is not None:
+            await store.deactivate(img, None)
 
     # -- SPM: delete -------------------------------------------------------------------
 
@@ -133,18 +139,16 @@ class Images:
             domain, _ = await self._image(sd_uuid, img)
             self.volumes.ensure_spm(sp_uuid)
             await self._collect_garbage(domain)
-            trash = await self.volumes.io(
-                domain, fv.mark_image_for_removal, domain.images_dir / img
-            )
-            await self.volumes.io(domain, fv.remove_tree, trash)
+            trash = await domain.volumes.mark_image_removed(img)
+            await domain.volumes.purge(trash)
             log.info("deleted image %s/%s", sd_uuid, img)
 
         return self.volumes.schedule(sp_uuid, "deleteImage", job)
 
-    async def _collect_garbage(self, domain: FileDomain) -> None:
-        for trash in await self.volumes.io(domain, fv.garbage, domain.images_dir):
+    async def _collect_garbage(self, domain: StorageDomain) -> None:
+        for trash in await domain.volumes.garbage():
             log.info("removing %s, left by an interrupted image deletion", trash)
-            await self.volumes.io(domain, fv.remove_tree, trash)
+            await domain.volumes.purge(trash)
 
     def delete_volumes(
         self, sp_uuid: str, sd_uuid: str, img: str, vol_ids: list[str], force: bool
@@ -216,10 +220,8 @@ class Images:
             if op == "move":
                 domain, _ = await self._image(sd_uuid, img)
                 self.volumes.ensure_spm(sp_uuid)
-                trash = await self.volumes.io(
-                    domain, fv.mark_image_for_removal, domain.images_dir / img
-                )
-                await self.volumes.io(domain, fv.remove_tree, trash)
+                trash = await domain.volumes.mark_image_removed(img)
+                await domain.volumes.purge(trash)
             log.info("%s of image %s from %s to %s done", op, img, sd_uuid, dst_sd)
 
         return self.volumes.schedule(sp_uuid, "moveImage", job)
@@ -296,15 +298,19 @@ class Images:
             parent = await self.volumes.get(dst.domain.sd_uuid, dst.img, backing)
             backing_fmt = parent.qemu_format
         try:
-            await qemuimg.convert(
-                str(src.paths.data),
-                str(dst.paths.data),
-                src_fmt=src.qemu_format,
-                dst_fmt=dst.qemu_format,
-                backing=backing,
-                backing_fmt=backing_fmt,
-                progress=progress,
-            )
+            async with (
+                activated(src.store, src.img, [src.vol]),
+                activated(dst.store, dst.img, [dst.vol]),
+            ):
+                await qemuimg.convert(
+                    str(src.data_path),
+                    str(dst.data_path),
+                    src_fmt=src.qemu_format,
+                    dst_fmt=dst.qemu_format,
+                    backing=backing,
+                    backing_fmt=backing_fmt,
+                    progress=progress,
+                )
         except qemuimg.QemuImgError as e:
             raise errors.CopyImageError(str(e)) from None
         await self.volumes.write(
@@ -368,12 +374,16 @@ class VolumeCopier:
             )
             dst = await self.volumes.get(dst_sd, dst_img, dst_vol)
             try:
-                await qemuimg.convert(
-                    str(src.paths.data),
-                    str(dst.paths.data),
-                    src_fmt=src.qemu_format,
-                    dst_fmt=dst.qemu_format,
-                )
+                async with (
+                    activated(src.store, src.img, [src.vol]),
+                    activated(dst.store, dst.img, [dst.vol]),
+                ):
+                    await qemuimg.convert(
+                        str(src.data_path),
+                        str(dst.data_path),
+                        src_fmt=src.qemu_format,
+                        dst_fmt=dst.qemu_format,
+                    )
             except qemuimg.QemuImgError as e:
                 raise errors.CopyImageError(str(e)) from None
             self.volumes.ensure_spm(sp_uuid)

@@ -15,7 +15,7 @@ from typing import Any
 
 from vdsm import errors
 from vdsm.storage import xlease
-from vdsm.storage.filedomain import FileDomain
+from vdsm.storage.domain import StorageDomain
 from vdsm.storage.service import StorageService
 from vdsm.system.blocking import BlockingCallTimeout, Bulkhead
 
@@ -42,7 +42,7 @@ class Leases:
             bulkhead = self._xleases[sd_id] = Bulkhead(f"xleases {sd_id}", 1, self.timeout)
         return bulkhead
 
-    async def _domain(self, sd_id: str) -> FileDomain:
+    async def _domain(self, sd_id: str) -> StorageDomain:
         domain = await self.storage.domains.produce(sd_id)
         await domain.refresh()
         if not domain.metadata.supports_xleases:
@@ -57,7 +57,7 @@ class Leases:
             raise errors.StoragePoolNotConnected()
         self.storage.spm.ensure_spm()
 
-    def _spm_master(self) -> FileDomain:
+    def _spm_master(self) -> StorageDomain:
         pool = self.storage.pool
         if pool is None or self.storage.spm is None:
             raise errors.StoragePoolNotConnected()
@@ -94,7 +94,7 @@ class Leases:
 
         return self._schedule("delete_lease", job, master)
 
-    def _schedule(self, verb: str, job: Any, master: FileDomain) -> str:
+    def _schedule(self, verb: str, job: Any, master: StorageDomain) -> str:
         task = self.storage.tasks.create(verb, job, tag="spm", persist_dir=master.tasks_dir)
         return str(task.id)
 
@@ -107,7 +107,7 @@ class Leases:
         except errors.NoSuchLease:
             log.info("lease %s on %s was never written: nothing to roll back", lease_id, sd_id)
 
-    def _writer(self, domain: FileDomain, lease_id: str) -> Any:
+    def _writer(self, domain: StorageDomain, lease_id: str) -> Any:
         """The sanlock resource writer xlease.add calls from the domain's worker thread:
         it hands the write to the event loop's sanlock adapter and waits for it."""
         loop = asyncio.get_running_loop()
@@ -125,7 +125,7 @@ class Leases:
 
         return write
 
-    async def _run(self, domain: FileDomain, op: Any, lease_id: str, callback: Any) -> int:
+    async def _run(self, domain: StorageDomain, op: Any, lease_id: str, callback: Any) -> int:
         """xlease.add or xlease.remove on the domain's xleases, in its bulkhead."""
         meta = domain.metadata
         try:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from vdsm import errors
 from vdsm.storage import constants as sc
 from vdsm.storage import sdmetadata
-from vdsm.storage.filedomain import FileDomain
+from vdsm.storage.domain import StorageDomain
 from vdsm.storage.repository import MASTER_LINK, Repository, is_uuid
 
 log = logging.getLogger("vdsm.storage.pool")
@@ -35,7 +35,7 @@ MAX_DESCRIPTION = 50
 
 
 class DomainSource(Protocol):
-    async def produce(self, sd_uuid: str) -> FileDomain: ...
+    async def produce(self, sd_uuid: str) -> StorageDomain: ...
 
 
 class Monitoring(Protocol):
@@ -70,7 +70,7 @@ class DiskBackend:
     def master_version(self) -> int:
         return self.pool.master.metadata.master_version or 0
 
-    def validate_master_version(self, master: FileDomain, master_version: int) -> None:
+    def validate_master_version(self, master: StorageDomain, master_version: int) -> None:
         if master.metadata.master_version != master_version:
             log.warning(
                 "master %s has version %s, expected %s",
@@ -120,7 +120,7 @@ class MemoryBackend:
     def master_version(self) -> int:
         return self._master_version
 
-    def validate_master_version(self, master: FileDomain, master_version: int) -> None:
+    def validate_master_version(self, master: StorageDomain, master_version: int) -> None:
         if master_version != self._master_version:
             raise errors.StoragePoolWrongMaster(self.pool.sp_uuid, master.sd_uuid)
 
@@ -161,12 +161,12 @@ class StoragePool:
         self.domain_source = domains
         self.monitoring = monitoring
         self.max_domains = max_domains
-        self._master: FileDomain | None = None
+        self._master: StorageDomain | None = None
         self.backend: Backend = DiskBackend(self)
         self.spm: SpmGuard | None = None
 
     @property
-    def master(self) -> FileDomain:
+    def master(self) -> StorageDomain:
         if self._master is None:
             raise errors.StoragePoolMasterNotFound(self.sp_uuid)
         return self._master
@@ -380,7 +380,7 @@ class StoragePool:
 
 
 # Runs `work` while holding the domain's SDM lease (joining its lockspace as `host_id`).
-WithDomainLease = Callable[[FileDomain, int, Callable[[], Awaitable[None]]], Awaitable[None]]
+WithDomainLease = Callable[[StorageDomain, int, Callable[[], Awaitable[None]]], Awaitable[None]]
 
 
 # -- links (local, blocking, cheap: /rhev/data-center is on local disk) -------------------

@@ -11,20 +11,17 @@ its destination ILLEGAL.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from vdsm import errors
 from vdsm.jobs import HostJob, JobRegistry, Notify
-from vdsm.storage import filevolume as fv
 from vdsm.storage import volmeta
 from vdsm.storage.images import Images
 from vdsm.storage.volume import Volume
 from vdsm.storage.volumes import Volumes
+from vdsm.storage.volumestore import activated
 from vdsm.system import qemuimg
 
 log = logging.getLogger("vdsm.storage.sdm")
@@ -122,7 +119,7 @@ class Sdm:
                 raise errors.IncorrectFormat(volume.vol, "only qcow2 volumes can be amended")
             if volume.domain.metadata.version < 4 and compat == "1.1":
                 raise errors.InvalidParameterException("compat", compat)
-            await self._data_change(volume, qemuimg.amend(str(volume.paths.data), compat=compat))
+            await self._data_change(volume, self._amend(volume, compat))
 
         self._start(job_id, "amend_volume", work)
 
@@ -133,27 +130,30 @@ class Sdm:
 
         self._start(job_id, "sparsify_volume", work)
 
+    @staticmethod
+    async def _amend(volume: Volume, compat: str) -> None:
+        async with activated(volume.store, volume.img, [volume.vol]):
+            await qemuimg.amend(str(volume.data_path), compat=compat)
+
     async def _sparsify(self, volume: Volume) -> None:
         """Gives the space of zeroed blocks back: the volume is rewritten through
-        qemu-img (which skips zeroes) into a sibling file, then renamed over it."""
-        path = volume.paths.data
-        tmp = path.with_name(f".{volume.vol}.sparsify")
+        qemu-img (which skips zeroes) into a scratch copy that then replaces it."""
         backing = volume.md.parent if volume.has_parent else None
-        try:
+        # A raw base keeps its full size: qemu-img may end the copy at the last data.
+        size = volume.md.capacity if backing is None and volume.qemu_format == qemuimg.RAW else None
+        async with (
+            activated(volume.store, volume.img, [volume.vol]),
+            volume.store.rewrite_data(volume.img, volume.vol, size) as scratch,
+        ):
             await qemuimg.convert(
-                str(path),
-                str(tmp),
+                str(volume.data_path),
+                str(scratch),
                 src_fmt=volume.qemu_format,
                 dst_fmt=volume.qemu_format,
                 create=True,
                 backing=backing,
                 compat="1.1" if volume.domain.metadata.version >= 4 else "0.10",
             )
-            if backing is None and volume.qemu_format == qemuimg.RAW:
-                await self.volumes.io(volume.domain, _truncate_to, tmp, volume.md.capacity)
-            await self.volumes.io(volume.domain, _replace, tmp, path)
-        finally:
-            await self.volumes.io(volume.domain, _unlink, tmp)
 
     def merge(self, job_id: str, subchain: dict[str, Any]) -> None:
         async def work(job: HostJob) -> None:
@@ -180,15 +180,20 @@ class Sdm:
             job.progress = value * 0.95
 
         await self.volumes.write(base, base.md.replace(legality=volmeta.ILLEGAL))
+        store = top.store
         try:
-            if top.md.capacity > base.md.capacity:
-                await qemuimg.resize(str(base.paths.data), top.md.capacity, fmt=base.qemu_format)
-            await qemuimg.commit(str(top.paths.data), base=str(base.paths.data), progress=progress)
+            async with activated(store, img, [top.vol]):  # top's chain holds base
+                if top.md.capacity > base.md.capacity:
+                    await qemuimg.resize(str(base.data_path), top.md.capacity, fmt=base.qemu_format)
+                await qemuimg.commit(
+                    str(top.data_path), base=str(base.data_path), progress=progress
+                )
         except qemuimg.QemuImgError as e:
             raise errors.MergeSnapshotsError(str(e)) from None
         for child in children:
             volume = await self.volumes.get(sd, img, child)
-            await qemuimg.rebase(str(volume.paths.data), base.vol, backing_fmt=base.qemu_format)
+            async with activated(store, img, [child]):
+                await qemuimg.rebase(str(volume.data_path), base.vol, backing_fmt=base.qemu_format)
             await self.volumes.write(volume, volume.md.replace(parent=base.vol))
         await self.volumes.write(
             base,
@@ -214,17 +219,3 @@ class Sdm:
                 legality=volmeta.LEGAL, generation=volmeta.next_generation(volume.md.generation)
             ),
         )
-
-
-def _replace(src: Path, dst: Path) -> None:
-    os.chmod(src, fv.VOLUME_MODE)
-    os.rename(src, dst)
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _truncate_to(path: Path, size: int) -> None:
-    os.truncate(path, size)

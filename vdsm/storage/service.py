@@ -11,12 +11,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from vdsm import errors
 from vdsm.storage import blockdomain, filedomain, sdmetadata
 from vdsm.storage import constants as sc
 from vdsm.storage.blockdomain import BlockDomain
+from vdsm.storage.domain import StorageDomain
 from vdsm.storage.filedomain import FileDomain, LockFactory
 from vdsm.storage.monitor import MonitorRegistry
 from vdsm.storage.pool import MAX_HOST_ID, RESERVED_HOST_ID, StoragePool
@@ -42,16 +43,17 @@ class DomainCache:
         self.lock_factory = lock_factory
         self.op_timeout = op_timeout
         self.lvm = lvm
-        self._domains: dict[str, FileDomain] = {}
+        self._domains: dict[str, StorageDomain] = {}
 
     @property
     def blocksd_dir(self) -> Path:
         return self.repository.mnt / BLOCK_SD_DIR
 
-    async def produce(self, sd_uuid: str) -> FileDomain:
-        domain = self._domains.get(sd_uuid)
-        if domain is not None:
-            return domain
+    async def produce(self, sd_uuid: str) -> StorageDomain:
+        known = self._domains.get(sd_uuid)
+        if known is not None:
+            return known
+        domain: StorageDomain
         try:
             path = await self.repository.find_domain(sd_uuid)
         except errors.StorageDomainDoesNotExist:
@@ -66,13 +68,13 @@ class DomainCache:
             )
             await block.refresh()
             await block.activate_special_lvs()
-            # until the StorageDomain protocol replaces FileDomain in the signatures
-            domain = cast("FileDomain", block)
+            domain = block
         else:
-            domain = FileDomain(
+            file_domain = FileDomain(
                 sd_uuid, path, lock_factory=self.lock_factory, op_timeout=self.op_timeout
             )
-            await domain.refresh()
+            await file_domain.refresh()
+            domain = file_domain
         self._domains[sd_uuid] = domain
         return domain
 
@@ -83,7 +85,7 @@ class DomainCache:
             found.update(await blockdomain.domain_vgs(self.lvm))
         return sorted(found)
 
-    def add(self, domain: FileDomain) -> None:
+    def add(self, domain: StorageDomain) -> None:
         self._domains[domain.sd_uuid] = domain
 
     def forget(self, sd_uuid: str) -> None:
@@ -157,7 +159,7 @@ class StorageService:
                 lock_factory=self.domains.lock_factory,
                 op_timeout=self.domains.op_timeout,
             )
-            self.domains.add(cast("FileDomain", block))
+            self.domains.add(block)
             return
         if not sc.is_file_type(domain_type):
             raise errors.UnsupportedOperation(reason=f"domain type {domain_type}")
@@ -256,7 +258,7 @@ class StorageService:
             raise errors.InvalidParameterException("masterDom", master_sd)
         if len(name) > 50:
             raise errors.StoragePoolDescriptionTooLongError()
-        domains: dict[str, FileDomain] = {}
+        domains: dict[str, StorageDomain] = {}
         for sd_uuid in domain_list:
             try:
                 domain = await self.domains.produce(sd_uuid)
@@ -301,7 +303,7 @@ class StorageService:
         log.info("created pool %s (master %s, domains %s)", sp_uuid, master_sd, domain_list)
 
     async def with_domain_lease(
-        self, domain: FileDomain, host_id: int, work: Callable[[], Awaitable[None]]
+        self, domain: StorageDomain, host_id: int, work: Callable[[], Awaitable[None]]
     ) -> None:
         lock = domain.lock
         joined_before = await lock.joined(host_id) is True

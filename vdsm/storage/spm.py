@@ -146,6 +146,7 @@ class Spm:
                 self.role = SPM
                 self._start_watchdog()
                 recovered = await self.tasks.load_and_recover(master.tasks_dir, self.rollbacks)
+                await self._remove_orphans()
                 log.info(
                     "host %d is SPM of pool %s (lver %d), %d persisted tasks reloaded",
                     self.pool.host_id,
@@ -157,6 +158,21 @@ class Spm:
                 log.exception("SPM start of pool %s failed, releasing", self.pool.sp_uuid)
                 await self._stop(force=True)
                 raise
+
+    async def _remove_orphans(self) -> None:
+        """Volumes whose creation no task will finish or undo (the daemon was killed
+        before the task was saved) are removed, as upstream's SPM start does with LVs
+        left OVIRT_VOL_INITIALIZING."""
+        live = {str(t.id) for t in self.tasks.unfinished()}
+        for sd_uuid in self.pool.domains(active_only=True) or [self.pool.master.sd_uuid]:
+            try:
+                domain = await self.pool.domain_source.produce(sd_uuid)
+                removed = await domain.remove_orphans(live)
+            except errors.VdsmError as e:
+                log.warning("cannot look for orphan volumes in %s: %s", sd_uuid, e)
+                continue
+            if removed:
+                log.info("removed orphan volumes of %s: %s", sd_uuid, ", ".join(removed))
 
     # -- stop -------------------------------------------------------------------------
 

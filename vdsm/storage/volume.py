@@ -1,5 +1,5 @@
-"""One volume of a file domain as the volume verbs see it (its metadata as last read,
-its files), and the small rules those verbs share: wire sizes, the rollback of a
+"""One volume as the volume verbs see it (its domain, its metadata as last read), and
+the small rules those verbs share: wire sizes, the rollback of a
 half-created volume, steps run side by side."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 from vdsm import errors
 from vdsm.storage import constants as sc
-from vdsm.storage import filevolume as fv
-from vdsm.storage.filedomain import FileDomain
+from vdsm.storage.domain import StorageDomain
 from vdsm.storage.volmeta import VolumeMetadata
+from vdsm.storage.volumestore import VolumeStore
 from vdsm.system import qemuimg
 
 ROLLBACK_MODULE = "volume"
@@ -26,18 +26,19 @@ ALIGN = 512
 class Volume:
     """One volume, its metadata as last read."""
 
-    domain: FileDomain
+    domain: StorageDomain
     img: str
     vol: str
     md: VolumeMetadata
 
     @property
-    def image_dir(self) -> Path:
-        return self.domain.images_dir / self.img
+    def store(self) -> VolumeStore:
+        return self.domain.volumes
 
     @property
-    def paths(self) -> fv.VolumePaths:
-        return fv.VolumePaths.of(self.image_dir, self.vol)
+    def data_path(self) -> Path:
+        """Where qemu-img reads and writes it (on block domains only while activated)."""
+        return self.store.data_path(self.img, self.vol)
 
     @property
     def qemu_format(self) -> str:
@@ -69,8 +70,9 @@ def parse_size(value: str | int, what: str = "size") -> int:
 def halfbaked_rollback(
     sd_uuid: str, img: str, vol: str, task_id: str
 ) -> tuple[str, str, str, list[str]]:
-    """Removes whatever part of the volume the task created (data, metadata, lease; see
-    filevolume.start_volume for how it knows) and its image directory if left empty."""
+    """Removes whatever part of the volume the task created (VolumeStore.remove_claimed
+    knows what is the task's) and the image's container if left empty.  The name and
+    params are persisted in task files: they must not change."""
     return (
         f"Halfbaked volume rollback {vol}",
         ROLLBACK_MODULE,

@@ -1,4 +1,4 @@
-"""Volumes of file domains: the Volume.* verbs (contract §2.1, §2.2, §4.3).
+"""Volumes: the Volume.* verbs (contract §2.1, §2.2, §4.3).
 
 Changes are SPM tasks (create, delete, extendSize): each is persisted on the master
 domain and pushes its rollback *before* the step it undoes, so a failure, a Task.stop
@@ -6,23 +6,21 @@ or a daemon killed half-way ends with the volume either complete and LEGAL or go
 (the next SPM runs the persisted rollback).  Queries (getInfo, getSize, ...) are HSM
 verbs any connected host answers.
 
-Blocking file I/O runs in the domain's bulkhead (vdsm/storage/filevolume.py); qemu-img
-runs as an async subprocess (vdsm/system/qemuimg.py), so neither stalls the loop.
+Where a volume lives is the domain's VolumeStore (vdsm/storage/volumestore.py): its
+storage I/O runs in the domain's bulkhead, and every qemu-img step (an async subprocess,
+vdsm/system/qemuimg.py) runs with the volume activated, which block domains need.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from vdsm import errors
 from vdsm.storage import constants as sc
-from vdsm.storage import filevolume as fv
 from vdsm.storage import volmeta
-from vdsm.storage.filedomain import FileDomain
+from vdsm.storage.domain import StorageDomain
 from vdsm.storage.service import StorageService
 from vdsm.storage.volmeta import VolumeMetadata
 from vdsm.storage.volume import (
@@ -33,8 +31,8 @@ from vdsm.storage.volume import (
     parse_size,
     together,
 )
+from vdsm.storage.volumestore import VolumeStore, activated
 from vdsm.system import qemuimg
-from vdsm.system.blocking import BlockingCallTimeout
 
 log = logging.getLogger("vdsm.storage.volumes")
 
@@ -49,37 +47,27 @@ class Volumes:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def domain(self, sd_uuid: str) -> FileDomain:
-        domain = await self.storage.domains.produce(sd_uuid)
-        if domain._metadata is None:
+    async def domain(self, sd_uuid: str) -> StorageDomain:
+        domain: StorageDomain = await self.storage.domains.produce(sd_uuid)
+        try:
+            _ = domain.metadata
+        except RuntimeError:  # not read yet
             await domain.refresh()
         return domain
 
-    async def io(self, domain: FileDomain, fn: Callable[..., Any], *args: Any) -> Any:
-        """A blocking file operation in the domain's bulkhead; storage that does not
-        answer becomes 379 (the domain), not a stuck verb."""
-        try:
-            return await domain.bulkhead.run(fn, *args)
-        except BlockingCallTimeout:
-            raise errors.StorageDomainAccessError(domain.sd_uuid) from None
-
     async def get(self, sd_uuid: str, img: str, vol: str) -> Volume:
         domain = await self.domain(sd_uuid)
-        md = await self.io(
-            domain, fv.read_metadata, fv.VolumePaths.of(domain.images_dir / img, vol).meta, vol
-        )
+        md = await domain.volumes.read_metadata(img, vol)
         if md.image != img:
             raise errors.VolumeDoesNotExist(vol)
         return Volume(domain, img, vol, md)
 
     async def write(self, volume: Volume, md: VolumeMetadata) -> None:
-        await self.io(
-            volume.domain, fv.write_metadata, volume.paths.meta, md, volume.domain.metadata.version
-        )
+        await volume.store.write_metadata(volume.img, volume.vol, md)
         volume.md = md
 
-    async def image(self, domain: FileDomain, img: str) -> dict[str, Volume]:
-        found = await self.io(domain, fv.read_image, domain.images_dir / img)
+    async def image(self, domain: StorageDomain, img: str) -> dict[str, Volume]:
+        found = await domain.volumes.read_image(img)
         volumes = {}
         for vol, md in found.items():
             if isinstance(md, Exception):
@@ -138,8 +126,7 @@ class Volumes:
 
     async def info(self, sd_uuid: str, img: str, vol: str) -> dict[str, Any]:
         domain = await self.domain(sd_uuid)
-        paths = fv.VolumePaths.of(domain.images_dir / img, vol)
-        md, sizes = await self.io(domain, fv.read_metadata_and_sizes, paths, vol)
+        md, sizes = await domain.volumes.read_metadata_and_sizes(img, vol)
         if md.image != img:
             raise errors.VolumeDoesNotExist(vol)
         info = md.info()
@@ -154,19 +141,28 @@ class Volumes:
         if md.legality == volmeta.ILLEGAL:
             info["status"] = volmeta.ILLEGAL
         info["children"] = []
-        info["lease"] = {"path": str(paths.lease), "offset": 0, "owners": [], "version": None}
+        lease = await domain.volumes.lease(img, vol)
+        info["lease"] = {
+            "path": str(lease.path),
+            "offset": lease.offset,
+            "owners": [],
+            "version": None,
+        }
         return info
 
     async def size(self, sd_uuid: str, img: str, vol: str) -> dict[str, str]:
         volume = await self.get(sd_uuid, img, vol)
-        apparent, true = await self.io(volume.domain, fv.sizes, volume.paths.data)
+        apparent, true = await volume.store.sizes(img, vol)
         return {"apparentsize": str(apparent), "truesize": str(true)}
 
     async def qemu_info(self, sd_uuid: str, img: str, vol: str) -> dict[str, Any]:
         volume = await self.get(sd_uuid, img, vol)
-        raw = await self._qemu(
-            qemuimg.info(str(volume.paths.data), fmt=volume.qemu_format, timeout=self.qemu_timeout)
-        )
+        async with activated(volume.store, img, [vol]):
+            raw = await self._qemu(
+                qemuimg.info(
+                    str(volume.data_path), fmt=volume.qemu_format, timeout=self.qemu_timeout
+                )
+            )
         result: dict[str, Any] = {
             "virtualsize": raw["virtual-size"],
             "format": raw["format"],
@@ -187,15 +183,16 @@ class Volumes:
     ) -> dict[str, int]:
         volume = await self.get(sd_uuid, img, vol)
         out_fmt = QEMU_FORMATS[volmeta.word(volmeta.FORMATS, dst_format, "dstVolFormat")]
-        raw = await self._qemu(
-            qemuimg.measure(
-                str(volume.paths.data),
-                fmt=volume.qemu_format,
-                out_fmt=out_fmt,
-                backing_chain=backing_chain,
-                timeout=self.qemu_timeout,
+        async with activated(volume.store, img, [vol]):
+            raw = await self._qemu(
+                qemuimg.measure(
+                    str(volume.data_path),
+                    fmt=volume.qemu_format,
+                    out_fmt=out_fmt,
+                    backing_chain=backing_chain,
+                    timeout=self.qemu_timeout,
+                )
             )
-        )
         return {"required": int(raw["required"]), "bitmaps": int(raw.get("bitmaps", 0))}
 
     async def verify_untrusted(self, sd_uuid: str, img: str, vol: str) -> None:
@@ -203,9 +200,10 @@ class Volumes:
         it must not point outside the image (no backing file for a base volume)."""
         volume = await self.get(sd_uuid, img, vol)
         # No format given: qemu-img probes it, which is the point of the check.
-        raw = await self._qemu(
-            qemuimg.info(str(volume.paths.data), timeout=self.qemu_timeout, unsafe=True)
-        )
+        async with activated(volume.store, img, [vol]):
+            raw = await self._qemu(
+                qemuimg.info(str(volume.data_path), timeout=self.qemu_timeout, unsafe=True)
+            )
         if raw["format"] != volume.qemu_format:
             raise errors.ImageVerificationError(
                 f"format is {raw['format']}, the metadata says {volume.md.format}"
@@ -226,8 +224,8 @@ class Volumes:
                 raise errors.ImageVerificationError(f"qcow2 compat {compat!r} not supported")
 
     async def refresh(self, sd_uuid: str, img: str, vol: str) -> None:
-        # File volumes need no refresh (block domains re-read the LV size).
-        await self.get(sd_uuid, img, vol)
+        volume = await self.get(sd_uuid, img, vol)
+        await volume.store.refresh_volume(img, vol)
 
     async def _qemu(self, coro: Any) -> Any:
         try:
@@ -285,6 +283,7 @@ class Volumes:
             raise errors.InvalidParameterException(
                 "srcImgUUID", f"{src_img}: the parent must be in the same image"
             )
+        wanted: int | None = None
         if initial_size is not None:
             # As upstream on file domains: COW and sparse RAW volumes grow by themselves.
             wanted = parse_size(initial_size, "initialSize")
@@ -308,6 +307,7 @@ class Volumes:
                 legal=legal,
                 sequence=sequence,
                 spm=sp_uuid,
+                initial_size=wanted,
                 rollback_declared=True,
             )
             await self.end_claim(task, sd_uuid, img, vol)
@@ -337,13 +337,13 @@ class Volumes:
         legal: bool,
         sequence: int,
         spm: str,
+        initial_size: int | None = None,
         rollback_declared: bool = False,
     ) -> None:
         """Creates one volume inside an SPM task.  Its rollback is pushed first, unless
         the task was created with it (`rollback_declared`)."""
         domain = await self.domain(sd_uuid)
-        image_dir = domain.images_dir / img
-        paths = fv.VolumePaths.of(image_dir, vol)
+        store = domain.volumes
         parent: Volume | None = None
         if parent_vol is not None:
             parent = await self.get(sd_uuid, img, parent_vol)
@@ -353,13 +353,8 @@ class Volumes:
                 raise errors.InvalidParameterException(
                     "size", f"{capacity} is smaller than the parent's {parent.md.capacity}"
                 )
-        if await self.io(domain, fv.VolumePaths.exists, paths):
+        if await store.volume_exists(img, vol):
             raise errors.VolumeAlreadyExists(vol)
-        # Everything below is undone by this rollback, persisted first.
-        if not rollback_declared:
-            await task.add_recovery(*halfbaked_rollback(sd_uuid, img, vol, task.id))
-        self.ensure_spm(spm)
-        await self.io(domain, fv.start_volume, image_dir, paths, vol, task.id)
         md = VolumeMetadata(
             domain=sd_uuid,
             image=img,
@@ -373,19 +368,26 @@ class Volumes:
             legality=volmeta.ILLEGAL,
             sequence=sequence,
         )
+        # Everything below is undone by this rollback, persisted first.
+        if not rollback_declared:
+            await task.add_recovery(*halfbaked_rollback(sd_uuid, img, vol, task.id))
+        self.ensure_spm(spm)
+        await store.start_volume(img, vol, task.id, md, initial_size)
 
         async def data() -> None:
             try:
-                await self._make_data(domain, paths.data, capacity, fmt, alloc, parent)
+                async with activated(store, img, [vol]):
+                    await self._make_data(domain, img, vol, capacity, fmt, alloc, parent)
             except OSError as e:
                 raise errors.VolumeCreationError(vol, e.strerror or str(e)) from None
             except qemuimg.QemuImgError as e:
                 raise errors.VolumeCreationError(vol, e.err) from None
-            await self.io(domain, fv.set_permissions, paths.data)
+            await store.fix_permissions(img, vol)
 
         async def metadata_and_lease() -> None:
-            await self.io(domain, fv.finish_volume, paths, md, domain.metadata.version)
-            await domain.lock.format_volume_lease(vol, paths.lease)
+            await store.create_metadata_and_lease(img, vol, md)
+            lease = await store.lease(img, vol)
+            await domain.lock.format_volume_lease(vol, lease.path, lease.offset)
 
         # Independent files, and the rollback above removes all of them: the data and
         # the (ILLEGAL) metadata and lease are made side by side.
@@ -402,13 +404,7 @@ class Volumes:
             await self.write(parent, parent.md.replace(voltype="INTERNAL"))
         if legal:
             self.ensure_spm(spm)
-            await self.io(
-                domain,
-                fv.write_metadata,
-                paths.meta,
-                md.replace(legality=volmeta.LEGAL),
-                domain.metadata.version,
-            )
+            await store.write_metadata(img, vol, md.replace(legality=volmeta.LEGAL))
         log.info(
             "created volume %s/%s/%s (%s %s, %d bytes)", sd_uuid, img, vol, fmt, alloc, capacity
         )
@@ -417,23 +413,26 @@ class Volumes:
         """The task is done with the volume it created: from here its rollback leaves
         the volume alone (call last, when nothing of the task can fail any more)."""
         domain = await self.domain(sd_uuid)
-        paths = fv.VolumePaths.of(domain.images_dir / img, vol)
-        await self.io(domain, fv.end_claim, paths, task.id)
+        await domain.volumes.end_claim(img, vol, task.id)
 
     async def _make_data(
         self,
-        domain: FileDomain,
-        path: Path,
+        domain: StorageDomain,
+        img: str,
+        vol: str,
         capacity: int,
         fmt: str,
         alloc: str,
         parent: Volume | None,
     ) -> None:
+        """The data of a new volume, already activated."""
+        store: VolumeStore = domain.volumes
+        path = store.data_path(img, vol)
         compat = "1.1" if domain.metadata.version >= 4 else "0.10"
         if fmt == "RAW":
-            await self.io(domain, fv.truncate, path, capacity)
+            await store.resize_data(img, vol, capacity)
             if alloc == "PREALLOCATED":
-                await self.io(domain, fv.preallocate, path, capacity)
+                await store.allocate_data(img, vol, capacity)
             return
         await qemuimg.create(
             str(path),
@@ -447,16 +446,14 @@ class Volumes:
         if alloc == "PREALLOCATED":
             check = await qemuimg.check(str(path), timeout=self.qemu_timeout)
             offset = -(-int(check.get("image-end-offset", 0)) // 4096) * 4096
-            await self.io(domain, fv.preallocate, path, capacity, offset)
+            await store.allocate_data(img, vol, capacity, offset)
 
     async def _rollback_create(self, params: list[str]) -> None:
         sd_uuid, img, vol, task_id = params
         domain = await self.domain(sd_uuid)
-        image_dir = domain.images_dir / img
-        paths = fv.VolumePaths.of(image_dir, vol)
-        if await self.io(domain, fv.remove_claimed, paths, task_id):
+        if await domain.volumes.remove_claimed(img, vol, task_id):
             log.info("rolled back the creation of volume %s/%s/%s", sd_uuid, img, vol)
-        await self.io(domain, fv.remove_image_dir_if_empty, image_dir)
+        await domain.volumes.tidy_image(img)
 
     async def _rollback_voltype(self, params: list[str]) -> None:
         sd_uuid, img, vol, voltype = params
@@ -495,7 +492,7 @@ class Volumes:
         self.ensure_spm(spm)
         # ILLEGAL first: a crash part-way never leaves a LEGAL volume without its data.
         await self.write(volume, volume.md.replace(legality=volmeta.ILLEGAL))
-        await self.io(volume.domain, fv.remove_volume, volume.paths)
+        await volume.store.remove_volume(volume.img, volume.vol)
         if volume.has_parent:
             try:
                 parent = await self.get(volume.domain.sd_uuid, volume.img, volume.md.parent)
@@ -503,7 +500,7 @@ class Volumes:
                 parent = None
             if parent is not None and not await self.children(parent):
                 await self.write(parent, parent.md.replace(voltype="LEAF"))
-        await self.io(volume.domain, fv.remove_image_dir_if_empty, volume.image_dir)
+        await volume.store.tidy_image(volume.img)
         log.info("deleted volume %s/%s/%s", volume.domain.sd_uuid, volume.img, volume.vol)
 
     # -- SPM: extend -------------------------------------------------------------------
@@ -532,13 +529,17 @@ class Volumes:
         self.ensure_spm(spm)
         try:
             if volume.md.format == "COW":
-                await qemuimg.resize(
-                    str(volume.paths.data), capacity, fmt=qemuimg.QCOW2, timeout=self.qemu_timeout
-                )
+                async with activated(volume.store, volume.img, [volume.vol]):
+                    await qemuimg.resize(
+                        str(volume.data_path),
+                        capacity,
+                        fmt=qemuimg.QCOW2,
+                        timeout=self.qemu_timeout,
+                    )
             else:
-                await self.io(volume.domain, fv.truncate, volume.paths.data, capacity)
+                await volume.store.resize_data(volume.img, volume.vol, capacity)
                 if volume.md.type == "PREALLOCATED":
-                    await self.io(volume.domain, fv.preallocate, volume.paths.data, capacity)
+                    await volume.store.allocate_data(volume.img, volume.vol, capacity)
         except (OSError, qemuimg.QemuImgError) as e:
             raise errors.VolumeExtendingError(volume.vol, str(e)) from None
         await self.write(

@@ -1,0 +1,521 @@
+"""The volumes of a block domain behind the VolumeStore interface (contract §4.1, §4.3).
+
+    LV <sd>/<vol>    tags IU_<img> PU_<parent> MD_<slot> (+ OVIRT_VOL_INITIALIZING
+                     and our claim tag while a task creates it)
+    metadata         512 bytes in the `metadata` LV at 1 MiB + slot x 8 KiB (V5),
+                     slot x 512 (V4 and older)
+    lease            the `leases` LV at (100 + slot) x alignment
+
+An image is the set of LVs tagged IU_<img>; deleting one retags its LVs
+IU__remove_me_<img> first.  Data is reachable only while the LV is active, so every
+activation is counted: a qemu-img step that ends does not deactivate an LV a VM still
+uses (Image.prepare without teardown yet).
+
+Slots are taken under one lock per domain, and only the SPM creates volumes, so two
+creations never pick the same slot.  A slot is free when no LV's MD_ tag names it:
+removing the LV frees it (the bytes are cleared first, so a stale slot never reads as
+a volume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mmap
+import os
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vdsm import errors
+from vdsm.storage import constants as sc
+from vdsm.storage import volmeta
+from vdsm.storage.volmeta import VolumeMetadata
+from vdsm.storage.volumestore import LeaseLocation
+from vdsm.system.blocking import BlockingCallTimeout
+from vdsm.system.lvm import LV, LvmError, LvmUnavailable
+
+if TYPE_CHECKING:
+    from vdsm.storage.blockdomain import BlockDomain
+
+log = logging.getLogger("vdsm.storage.blockvolumestore")
+
+T = TypeVar("T")
+MiB = sc.MiB
+KiB = 1024
+TAG_IMAGE = "IU_"
+TAG_PARENT = "PU_"
+TAG_SLOT = "MD_"
+TAG_INITIALIZING = "OVIRT_VOL_INITIALIZING"
+# ours, beside upstream's INITIALIZING tag: which task's creation holds the LV, so a
+# rollback never removes a volume another task created under the same id
+TAG_CLAIM = "VDSM_CLAIM_"
+REMOVED_PREFIX = "_remove_me_"
+METADATA_SIZE = volmeta.METADATA_SIZE  # 512
+SLOT_SIZE_V5 = 8 * KiB
+METADATA_BASE_V5 = MiB
+SLOT_SIZE_V4 = 512
+LEASE_BASE_SLOT = 100
+QCOW_OVERHEAD = 1.1
+DEFAULT_CHUNK = 2560 * MiB  # upstream's [irs] volume_utilization_chunk_mb
+
+
+@dataclass(frozen=True)
+class LvTags:
+    image: str | None
+    parent: str | None
+    slot: int | None
+    initializing: bool
+    claim: str | None
+
+
+def parse_tags(tags: Sequence[str]) -> LvTags:
+    image = parent = claim = None
+    slot = None
+    initializing = False
+    for tag in tags:
+        if tag.startswith(TAG_IMAGE):
+            image = tag[len(TAG_IMAGE) :]
+        elif tag.startswith(TAG_PARENT):
+            parent = tag[len(TAG_PARENT) :]
+        elif tag.startswith(TAG_SLOT):
+            with contextlib.suppress(ValueError):
+                slot = int(tag[len(TAG_SLOT) :])
+        elif tag == TAG_INITIALIZING:
+            initializing = True
+        elif tag.startswith(TAG_CLAIM):
+            claim = tag[len(TAG_CLAIM) :]
+    return LvTags(image, parent, slot, initializing, claim)
+
+
+def slot_offset(version: int, slot: int) -> int:
+    if version >= 5:
+        return METADATA_BASE_V5 + slot * SLOT_SIZE_V5
+    return slot * SLOT_SIZE_V4
+
+
+def first_slot(version: int) -> int:
+    # V5: slot 0 is reserved; V4: slots 0-3 once held the domain metadata
+    return 1 if version >= 5 else 4
+
+
+def slot_count(version: int, metadata_lv_size: int) -> int:
+    if version >= 5:
+        return (metadata_lv_size - METADATA_BASE_V5) // SLOT_SIZE_V5
+    return METADATA_BASE_V5 // SLOT_SIZE_V4  # V4 keeps to the first MiB
+
+
+def free_slot(occupied: set[int], version: int, count: int) -> int:
+    slot = first_slot(version)
+    while slot in occupied:
+        slot += 1
+    if slot >= count:
+        raise errors.NoFreeMetadataSlot(f"{len(occupied)} volume metadata slots in use")
+    return slot
+
+
+def lease_offset(slot: int, alignment: int) -> int:
+    return (LEASE_BASE_SLOT + slot) * alignment
+
+
+def allocation(md: VolumeMetadata, initial_size: int | None, chunk: int) -> int:
+    """The LV size a new volume gets (upstream's rule): thin COW at its initial size
+    plus qcow2 overhead, or one extension chunk (never more than its capacity);
+    everything else at full capacity."""
+    if md.format == "COW" and md.type == "SPARSE":
+        if initial_size:
+            return int(initial_size * QCOW_OVERHEAD)
+        return min(chunk, md.capacity)
+    return initial_size or md.capacity
+
+
+# -- blocking slot I/O (direct, so another host's write is seen at once) ----------------
+
+
+def read_slot(path: str, offset: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, METADATA_SIZE)
+        try:
+            n = os.preadv(fd, [buf], offset)
+            return bytes(buf[:n])
+        finally:
+            buf.close()
+    finally:
+        os.close(fd)
+
+
+def write_slot(path: str, offset: int, data: bytes) -> None:
+    """One 512-byte sector: the kernel writes it whole, so a reader sees the old
+    metadata or the new one."""
+    if len(data) > METADATA_SIZE:
+        raise errors.MetadataOverflowError(len(data))
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+    try:
+        buf = mmap.mmap(-1, METADATA_SIZE)
+        try:
+            buf.write(data.ljust(METADATA_SIZE, b"\0"))
+            os.pwritev(fd, [buf], offset)
+        finally:
+            buf.close()
+    finally:
+        os.close(fd)
+
+
+def cleared_metadata() -> bytes:
+    # what a deleted volume's slot holds: readers answer 757 MetadataCleared
+    return b"NONE=" + b"#" * 500 + b"\nEOF\n"
+
+
+class BlockVolumeStore:
+    def __init__(self, domain: BlockDomain, *, chunk: int = DEFAULT_CHUNK) -> None:
+        self.domain = domain
+        self.lvm = domain.lvm
+        self.sd = domain.sd_uuid
+        self.chunk = chunk
+        self._slots = asyncio.Lock()
+        self._active: dict[str, int] = {}  # LV name -> activations not yet undone
+
+    def __repr__(self) -> str:
+        return f"<BlockVolumeStore {self.sd}>"
+
+    @property
+    def drive_type(self) -> str:
+        return "block"
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @property
+    def _version(self) -> int:
+        return self.domain.metadata.version
+
+    def _metadata_lv(self) -> str:
+        return str(self.domain.lv_path("metadata"))
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self.lvm.device_mapper:
+            raise errors.CannotActivateLogicalVolumes(self.sd, "no device-mapper in this kernel")
+        try:
+            return await self.domain.bulkhead.run(fn, *args)
+        except BlockingCallTimeout:
+            raise errors.StorageDomainAccessError(self.sd) from None
+
+    async def _lvm(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except LvmUnavailable as e:
+            raise errors.CannotActivateLogicalVolumes(self.sd, e.err) from None
+        except LvmError as e:
+            raise errors.LVMCommandError(self.sd, str(e)) from None
+
+    async def _volume_lvs(self) -> dict[str, LV]:
+        return await self._lvm(self.domain.volume_lvs())
+
+    async def _lv(self, img: str, vol: str) -> LV:
+        lv = await self._lvm(self.lvm.lv(self.sd, vol))
+        if lv is None or parse_tags(lv.tags).image != img:
+            raise errors.VolumeDoesNotExist(vol)
+        return lv
+
+    async def _slot(self, img: str, vol: str) -> int:
+        slot = parse_tags((await self._lv(img, vol)).tags).slot
+        if slot is None:
+            raise errors.VolumeDoesNotExist(vol)
+        return slot
+
+    async def _image_lvs(self, img: str) -> dict[str, LV]:
+        return {
+            name: lv
+            for name, lv in (await self._volume_lvs()).items()
+            if parse_tags(lv.tags).image == img
+        }
+
+    # -- metadata ------------------------------------------------------------------------
+
+    async def read_metadata(self, img: str, vol: str) -> VolumeMetadata:
+        slot = await self._slot(img, vol)
+        data = await self._io(read_slot, self._metadata_lv(), slot_offset(self._version, slot))
+        return volmeta.parse(data)
+
+    async def read_metadata_and_sizes(
+        self, img: str, vol: str
+    ) -> tuple[VolumeMetadata, tuple[int, int] | None]:
+        lv = await self._lv(img, vol)
+        md = await self.read_metadata(img, vol)
+        return md, (lv.size, lv.size)
+
+    async def write_metadata(self, img: str, vol: str, md: VolumeMetadata) -> None:
+        data = md.to_bytes(self._version)  # 756 before anything is written
+        slot = await self._slot(img, vol)
+        await self._io(write_slot, self._metadata_lv(), slot_offset(self._version, slot), data)
+
+    # -- listing -------------------------------------------------------------------------
+
+    async def read_image(self, img: str) -> dict[str, VolumeMetadata | Exception]:
+        found: dict[str, VolumeMetadata | Exception] = {}
+        for name, lv in (await self._image_lvs(img)).items():
+            if parse_tags(lv.tags).initializing:
+                continue
+            try:
+                found[name] = await self.read_metadata(img, name)
+            except errors.VdsmError as e:
+                found[name] = e
+        return found
+
+    async def volume_ids(self, img: str) -> list[str]:
+        return sorted(
+            n
+            for n, lv in (await self._image_lvs(img)).items()
+            if not parse_tags(lv.tags).initializing
+        )
+
+    async def image_ids(self) -> list[str]:
+        return await self.domain.images()
+
+    async def image_exists(self, img: str) -> bool:
+        return bool(await self._image_lvs(img))
+
+    async def volume_exists(self, img: str, vol: str) -> bool:
+        # LV names are unique in the VG: an id taken in another image is taken
+        return await self._lvm(self.lvm.lv(self.sd, vol)) is not None
+
+    # -- creation ------------------------------------------------------------------------
+
+    async def start_volume(
+        self, img: str, vol: str, token: str, md: VolumeMetadata, initial_size: int | None
+    ) -> None:
+        size = allocation(md, initial_size, self.chunk)
+        async with self._slots:
+            lvs = await self._lvm(self.lvm.lvs(self.sd))
+            if vol in lvs:
+                raise errors.VolumeAlreadyExists(vol)
+            occupied = {s for lv in lvs.values() if (s := parse_tags(lv.tags).slot) is not None}
+            metadata_lv = lvs.get("metadata")
+            count = slot_count(self._version, metadata_lv.size if metadata_lv else 128 * MiB)
+            slot = free_slot(occupied, self._version, count)
+            tags = [
+                f"{TAG_IMAGE}{img}",
+                f"{TAG_PARENT}{md.parent}",
+                f"{TAG_SLOT}{slot}",
+                TAG_INITIALIZING,
+                f"{TAG_CLAIM}{token}",
+            ]
+            try:
+                await self.lvm.create_lv(self.sd, vol, size, tags=tags)
+            except LvmError as e:
+                log.error("cannot create LV %s/%s: %s", self.sd, vol, e)
+                # lvcreate may fail after making the LV: the rollback finds it by claim
+                raise errors.CannotCreateLogicalVolume(vol, e.err) from None
+
+    async def create_metadata_and_lease(self, img: str, vol: str, md: VolumeMetadata) -> None:
+        # the lease area is part of the `leases` LV: the caller formats it there
+        await self.write_metadata(img, vol, md)
+
+    async def end_claim(self, img: str, vol: str, token: str) -> None:
+        await self._lvm(
+            self.lvm.change_lv_tags(self.sd, vol, remove=[TAG_INITIALIZING, f"{TAG_CLAIM}{token}"])
+        )
+
+    async def remove_claimed(self, img: str, vol: str, token: str) -> bool:
+        self.lvm.invalidate_lvs(self.sd)
+        lv = await self._lvm(self.lvm.lv(self.sd, vol))
+        if lv is None or parse_tags(lv.tags).claim != token:
+            return False
+        await self._remove_lv(lv)
+        return True
+
+    async def remove_orphans(self, live_tokens: Collection[str]) -> list[str]:
+        """LVs still OVIRT_VOL_INITIALIZING that no live task claims: a creation
+        killed before its task was persisted.  Removed, slot and all."""
+        self.lvm.invalidate_lvs(self.sd)
+        removed = []
+        for name, lv in (await self._volume_lvs()).items():
+            tags = parse_tags(lv.tags)
+            if tags.initializing and tags.claim not in live_tokens:
+                await self._remove_lv(lv)
+                removed.append(name)
+        return removed
+
+    async def fix_permissions(self, img: str, vol: str) -> None:
+        return None  # udev owns the device node
+
+    # -- data ----------------------------------------------------------------------------
+
+    def data_path(self, img: str, vol: str) -> Path:
+        return self.domain.lv_path(vol)
+
+    async def lease(self, img: str, vol: str) -> LeaseLocation:
+        slot = await self._slot(img, vol)
+        return LeaseLocation(
+            self.domain.leases_path, lease_offset(slot, self.domain.metadata.alignment)
+        )
+
+    async def _chain(self, img: str, vols: Sequence[str]) -> list[str]:
+        """The LVs of `vols` and of every volume under them."""
+        lvs = await self._image_lvs(img)
+        chain: list[str] = []
+        for vol in vols:
+            current: str | None = vol
+            while current and current != sc.BLANK_UUID and current not in chain:
+                if current not in lvs:
+                    # a template in another image of the domain
+                    lv = await self._lvm(self.lvm.lv(self.sd, current))
+                    if lv is None:
+                        raise errors.VolumeDoesNotExist(current)
+                    lvs[current] = lv
+                chain.append(current)
+                current = parse_tags(lvs[current].tags).parent
+        return chain
+
+    async def activate(self, img: str, vols: Sequence[str]) -> None:
+        chain = await self._chain(img, vols)
+        await self._lvm(self.lvm.activate(self.sd, chain))
+        for name in chain:
+            self._active[name] = self._active.get(name, 0) + 1
+
+    async def deactivate(self, img: str, vols: Sequence[str] | None) -> None:
+        if vols is None:
+            names = list(await self._image_lvs(img))
+            for name in names:
+                self._active.pop(name, None)
+            idle = names
+        else:
+            try:
+                chain = await self._chain(img, vols)
+            except errors.VolumeDoesNotExist:
+                chain = [v for v in vols]
+            idle = []
+            for name in chain:
+                left = self._active.get(name, 0) - 1
+                if left > 0:
+                    self._active[name] = left
+                else:
+                    self._active.pop(name, None)
+                    idle.append(name)
+        lvs = await self._lvm(self.lvm.lvs(self.sd))
+        idle = [n for n in idle if n in lvs]
+        if idle:
+            try:
+                await self.lvm.deactivate(self.sd, idle)
+            except LvmError as e:
+                log.warning("cannot deactivate %s in %s: %s", idle, self.sd, e)
+
+    async def refresh_volume(self, img: str, vol: str) -> None:
+        self.lvm.invalidate_lvs(self.sd)
+        lv = await self._lv(img, vol)
+        if lv.active:
+            await self._lvm(self.lvm.activate(self.sd, [vol]))
+
+    async def sizes(self, img: str, vol: str) -> tuple[int, int]:
+        lv = await self._lv(img, vol)
+        return lv.size, lv.size
+
+    async def _grow(self, vol: str, size: int) -> None:
+        try:
+            await self.lvm.extend_lv(self.sd, vol, size)
+        except LvmError as e:
+            raise errors.LogicalVolumeExtendError(vol, e.err) from None
+        lv = await self._lvm(self.lvm.lv(self.sd, vol))
+        if lv is not None and lv.active:
+            await self._lvm(self.lvm.activate(self.sd, [vol]))  # the new size visible
+
+    async def resize_data(self, img: str, vol: str, size: int) -> None:
+        await self._lv(img, vol)
+        await self._grow(vol, size)
+
+    async def allocate_data(self, img: str, vol: str, size: int, offset: int = 0) -> None:
+        await self._lv(img, vol)
+        await self._grow(vol, size)
+
+    async def extend_data(self, img: str, vol: str, size: int) -> None:
+        await self._lv(img, vol)
+        await self._grow(vol, size)
+
+    @asynccontextmanager
+    async def rewrite_data(
+        self, img: str, vol: str, size: int | None = None
+    ) -> AsyncIterator[Path]:
+        raise errors.UnsupportedOperation(reason="an LV is rewritten in place, not replaced")
+        yield Path()  # pragma: no cover
+
+    # -- removal -------------------------------------------------------------------------
+
+    async def _remove_lv(self, lv: LV) -> None:
+        slot = parse_tags(lv.tags).slot
+        self._active.pop(lv.name, None)
+        try:
+            await self.lvm.deactivate(self.sd, [lv.name])
+        except LvmError as e:
+            log.warning("cannot deactivate %s: %s", lv.name, e)
+        if slot is not None and self.lvm.device_mapper:
+            # cleared before the LV goes: the freed slot never reads as a volume
+            await self._io(
+                write_slot,
+                self._metadata_lv(),
+                slot_offset(self._version, slot),
+                cleared_metadata(),
+            )
+        await self._lvm(self.lvm.remove_lvs(self.sd, [lv.name]))
+
+    async def remove_volume(self, img: str, vol: str) -> None:
+        lv = await self._lvm(self.lvm.lv(self.sd, vol))
+        if lv is None:
+            return
+        await self._remove_lv(lv)
+
+    async def tidy_image(self, img: str) -> None:
+        return None  # an image is only tags
+
+    async def mark_image_removed(self, img: str) -> str:
+        trash = f"{REMOVED_PREFIX}{img}"
+        for name in await self._image_lvs(img):
+            await self._lvm(
+                self.lvm.change_lv_tags(
+                    self.sd, name, add=[f"{TAG_IMAGE}{trash}"], remove=[f"{TAG_IMAGE}{img}"]
+                )
+            )
+        return trash
+
+    async def garbage(self) -> list[str]:
+        found = set()
+        for lv in (await self._volume_lvs()).values():
+            image = parse_tags(lv.tags).image
+            if image and image.startswith(REMOVED_PREFIX):
+                found.add(image)
+        return sorted(found)
+
+    async def purge(self, trash: str) -> None:
+        for lv in (await self._image_lvs(trash)).values():
+            await self._remove_lv(lv)
+
+    # -- VMs -----------------------------------------------------------------------------
+
+    async def link_image(self, img: str, vols: Sequence[str], link: Path) -> None:
+        paths = {v: str(self.data_path(img, v)) for v in vols}
+
+        def make() -> None:
+            for path in paths.values():
+                os.close(os.open(path, os.O_RDONLY))
+            link.mkdir(parents=True, exist_ok=True)
+            for vol, path in paths.items():
+                target = link / vol
+                if os.path.islink(target) and os.readlink(target) == path:
+                    continue
+                tmp = link / f".{vol}.new"
+                tmp.unlink(missing_ok=True)
+                tmp.symlink_to(path)
+                os.rename(tmp, target)
+
+        await self._io(make)
+
+    async def check_readable(self, img: str, vols: Sequence[str]) -> None:
+        paths = [str(self.data_path(img, v)) for v in vols]
+
+        def check() -> None:
+            for path in paths:
+                os.close(os.open(path, os.O_RDONLY))
+
+        await self._io(check)
