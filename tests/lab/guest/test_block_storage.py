@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sanlock as sanlock_lib
 
+from tests.integration.conftest import wait_until_ready
 from tests.lab.fixtures import SanlockDaemon
 from tests.lab.resources import LoopDevice, run
 from tests.support import block
@@ -33,6 +34,7 @@ def lab_site(vdsmd: Callable[..., Any], tmp_path: Path, luns: list[str]) -> Site
 
     site = Site(slow_start, tmp_path, extra={"lvm": {"devices": " ".join(luns)}})
     site.vdsm.timeout = 600
+    wait_until_ready(site.daemon, timeout=600)  # VM recovery first: 99 until then
     return site
 
 
