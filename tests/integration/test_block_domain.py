@@ -163,3 +163,25 @@ def test_two_vgs_with_one_name(
     assert e.value.code == 513
     assert all(t == block.UNREADY_TAG for t in block.vg_tags(luns[:1], sd))
     assert site.vdsm.call("Host.ping2") is True
+
+
+def test_lvcreate_failing_half_way_leaves_nothing(
+    vdsmd: Callable[..., object], tmp_path: Path, loop_device: Callable[[int | str], LoopDevice]
+) -> None:
+    # 4 GiB (30 extents of 128 MiB) holds a V3 domain (28 extents) but not a V5 one
+    # (36): its lvcreate of `master` fails after six LVs were made
+    lun = loop_device("4g").path
+    site = block_site(vdsmd, tmp_path, [lun])
+    sd = new_uuid()
+    vg_uuid = block.make_vg([lun], sd)
+    with pytest.raises(CallFailed) as e:
+        create(site, sd, vg_uuid)
+    assert e.value.code == 550 and "-n master" in e.value.message
+    # the LVs it made are gone, no metadata tag stayed, nothing looks like a domain
+    assert block.lvs([lun], sd) == {}
+    assert block.vg_tags([lun], sd) == [block.UNREADY_TAG]
+    assert site.vdsm.code("StorageDomain.getInfo", storagedomainID=sd) == 358
+    assert site.vdsm.call("Host.getStorageDomains") == []
+    # a V3 domain (no xleases) fits: the VG is usable again after the failure
+    create(site, sd, vg_uuid, version=3)
+    assert site.vdsm.call("StorageDomain.getInfo", storagedomainID=sd)["version"] == "3"

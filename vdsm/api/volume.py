@@ -34,7 +34,7 @@ class VolumeAPI:
         sequence: int,
         bitmap: str | None,
     ) -> str:
-        return self.volumes.create(
+        return await self.volumes.create(
             storagepoolID,
             storagedomainID,
             imageID,

@@ -253,7 +253,7 @@ class Volumes:
 
     # -- SPM: create -------------------------------------------------------------------
 
-    def create(
+    async def create(
         self,
         sp_uuid: str,
         sd_uuid: str,
@@ -285,9 +285,15 @@ class Volumes:
             )
         wanted: int | None = None
         if initial_size is not None:
-            # As upstream on file domains: COW and sparse RAW volumes grow by themselves.
             wanted = parse_size(initial_size, "initialSize")
-            if fmt == "COW" or alloc == "SPARSE" or wanted > capacity:
+            store = (await self.domain(sd_uuid)).volumes
+            if store.drive_type == "block":
+                # As upstream: a thin COW LV starts at initialSize (plus qcow2 overhead);
+                # a RAW one is always whole.
+                if fmt == "RAW" or wanted > capacity * 1.1:
+                    raise errors.InvalidParameterException("initialSize", initial_size)
+            # As upstream on file domains: COW and sparse RAW volumes grow by themselves.
+            elif fmt == "COW" or alloc == "SPARSE" or wanted > capacity:
                 raise errors.InvalidParameterException("initialSize", initial_size)
         if not 0 <= sequence <= volmeta.MAX_SEQUENCE:
             raise errors.InvalidParameterException("sequence", sequence)

@@ -181,7 +181,7 @@ def test_block_domain_pool_and_spm(
     run(["modprobe", "dm_mod"])
     luns = [loop_device("8g").path for _ in range(2)]
     site = lab_site(vdsmd, tmp_path, luns)
-    devices = site.vdsm.call("Host.getDeviceList", storageType=3, guids=[], checkStatus=True)
+    devices = site.vdsm.call("Host.getDeviceList", checkStatus=True)
     assert sorted(d["GUID"] for d in devices) == sorted(Path(p).name for p in luns)
     assert all(d["status"] == "free" for d in devices)
     sd = new_uuid()
