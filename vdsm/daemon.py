@@ -253,7 +253,7 @@ class Daemon:
             PoolImagesAPI(images=images),
             SdmAPI(sdm=Sdm(volumes, images, jobs, self.bus.publish)),
             StoragePoolAPI(storage=self.storage, connections=connections),
-            StorageDomainAPI(storage=self.storage),
+            StorageDomainAPI(storage=self.storage, volume_groups=volume_groups),
             TaskAPI(tasks=self.tasks),
             LeaseAPI(leases=Leases(self.storage, sanlock, timeout=cfg.irs.process_pool_timeout)),
             HostNetworkAPI(

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from vdsm.storage.service import StorageService
+from vdsm.storage.volumegroups import VolumeGroups
 
 
 class StorageDomainAPI:
     NAMESPACE = "StorageDomain"
 
-    def __init__(self, *, storage: StorageService) -> None:
+    def __init__(self, *, storage: StorageService, volume_groups: VolumeGroups) -> None:
         self.storage = storage
+        self.volume_groups = volume_groups
 
     async def create(
         self,
@@ -89,3 +91,15 @@ class StorageDomainAPI:
         pool = self.storage.get_pool(storagepoolID)
         self.storage.get_spm(storagepoolID).ensure_spm()
         await pool.deactivate(storagedomainID, masterSdUUID, masterVersion)
+
+    async def extend(
+        self, storagedomainID: str, storagepoolID: str, devlist: list[str], force: bool
+    ) -> None:
+        await self.storage.extend_domain(
+            storagedomainID, storagepoolID, devlist, force, self.volume_groups
+        )
+
+    async def resizePV(self, storagedomainID: str, storagepoolID: str, guid: str) -> int:
+        return await self.storage.resize_domain_pv(
+            storagedomainID, storagepoolID, guid, self.volume_groups
+        )

@@ -388,6 +388,33 @@ class BlockDomain:
         except LvmError as e:
             log.warning("could not deactivate the master LV of %s: %s", self.sd_uuid, e)
 
+    async def update_pv_mapping(self) -> None:
+        """The PVn keys after a PV was added: known PVs keep their record (and so their
+        map offsets), new ones are appended after the last, as upstream's mapping."""
+        self.lvm.invalidate_vg(self.sd_uuid)
+        vg = await self._vg_now()
+        pvs = await self.lvm.pvs()
+
+        def remap(values: Mapping[str, str]) -> dict[str, str]:
+            new = dict(values)
+            records = sorted(
+                ((int(k[2:]), decode_pv(v)) for k, v in values.items() if _is_pv_key(k)),
+                key=lambda kv: kv[0],
+            )
+            known = {r["guid"] for _, r in records}
+            offset = sum(int(r["pecount"]) for _, r in records)
+            n = len(records)
+            for path in vg.pv_names:
+                pv = pvs.get(path)
+                if pv is None or pv.guid in known:
+                    continue
+                new[f"PV{n}"] = encode_pv(pv.guid, pv.uuid, pv.pe_count, offset)
+                offset += pv.pe_count
+                n += 1
+            return new
+
+        await self.update(remap)
+
     async def remove_orphans(self, live_tokens: Collection[str]) -> list[str]:
         return await self.volumes.remove_orphans(live_tokens)
 

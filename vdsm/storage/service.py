@@ -23,6 +23,7 @@ from vdsm.storage.monitor import MonitorRegistry
 from vdsm.storage.pool import MAX_HOST_ID, RESERVED_HOST_ID, StoragePool
 from vdsm.storage.repository import BLOCK_SD_DIR, Repository
 from vdsm.storage.spm import Spm, Tasks, WatchdogFactory
+from vdsm.storage.volumegroups import VolumeGroups
 from vdsm.system.lvm import Lvm
 
 log = logging.getLogger("vdsm.storage.service")
@@ -181,6 +182,28 @@ class StorageService:
             op_timeout=self.domains.op_timeout,
         )
         self.domains.add(domain)
+
+    async def _block_domain_of_pool(self, sd_uuid: str, sp_uuid: str) -> BlockDomain:
+        self.get_spm(sp_uuid).ensure_spm()
+        domain = await self.domains.produce(sd_uuid)
+        if not isinstance(domain, BlockDomain):
+            raise errors.UnsupportedOperation(reason=f"{sd_uuid} is not a block domain")
+        return domain
+
+    async def extend_domain(
+        self, sd_uuid: str, sp_uuid: str, guids: list[str], force: bool, vgs: VolumeGroups
+    ) -> None:
+        domain = await self._block_domain_of_pool(sd_uuid, sp_uuid)
+        await vgs.extend(sd_uuid, guids, force=force)
+        await domain.update_pv_mapping()
+
+    async def resize_domain_pv(
+        self, sd_uuid: str, sp_uuid: str, guid: str, vgs: VolumeGroups
+    ) -> int:
+        domain = await self._block_domain_of_pool(sd_uuid, sp_uuid)
+        size = await vgs.resize_pv(sd_uuid, guid)
+        await domain.refresh()
+        return size
 
     async def format_domain(self, sd_uuid: str, auto_detach: bool) -> None:
         domain = await self.domains.produce(sd_uuid)

@@ -108,6 +108,48 @@ class VolumeGroups:
             log.info("created VG %s (%s) on %s", name, vg.uuid, ", ".join(paths))
             return vg.uuid
 
+    async def extend(self, name: str, guids: Sequence[str], *, force: bool = False) -> None:
+        """Adds the LUNs `guids` to VG `name` (StorageDomain.extend): their PVs keep no
+        VG metadata (it stays on the first PV), as upstream's.  Refuses unknown GUIDs
+        (606) and, unless `force`, LUNs in use (601)."""
+        async with self._lock:
+            found = await self.discovery.resolve(guids)
+            paths = [found[g].path for g in guids]
+            if not force:
+                listed = await self.discovery.listing(guids, check_status=True, fresh=True)
+                in_use = {d.guid: d.used_by for d in listed if d.used_by}
+                if in_use:
+                    raise errors.PhysDevInitializationError(in_use)
+            try:
+                await self.lvm.create_pvs(
+                    paths,
+                    metadata_size=METADATA_SIZE,
+                    force=force,
+                    metadata_copies=2,
+                    metadata_ignore=True,
+                )
+            except LvmError as e:
+                raise errors.PhysDevInitializationError(str(e)) from None
+            try:
+                await self.lvm.extend_vg(name, paths)
+            except LvmError as e:
+                raise errors.VolumeGroupExtendError(name, str(e)) from None
+            log.info("extended VG %s with %s", name, ", ".join(paths))
+
+    async def resize_pv(self, name: str, guid: str) -> int:
+        """Makes the PV of `guid` in VG `name` use its whole LUN (after the LUN grew);
+        answers the PV's size in bytes."""
+        found = await self.discovery.resolve([guid])
+        path = found[guid].path
+        try:
+            await self.lvm.resize_pv(name, path)
+            pv = (await self.lvm.pvs()).get(path)
+        except LvmError as e:
+            raise errors.CouldNotResizePhysicalVolume(path, str(e)) from None
+        if pv is None or pv.vg_name != name:
+            raise errors.NoSuchPhysicalVolume(path, name)
+        return pv.size
+
     async def by_uuid(self, uuid: str) -> VG:
         with failing_as(errors.VolumeGroupActionError):
             vgs = await self.lvm.vgs()

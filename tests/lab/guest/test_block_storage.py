@@ -32,7 +32,8 @@ def lab_site(vdsmd: Callable[..., Any], tmp_path: Path, luns: list[str]) -> Site
     def slow_start(config: dict[str, Any]) -> Any:
         return vdsmd(config, start_timeout=600)
 
-    site = Site(slow_start, tmp_path, extra={"lvm": {"devices": " ".join(luns)}})
+    # a glob: LUNs added later are seen (the guest is ours alone, no other loop users)
+    site = Site(slow_start, tmp_path, extra={"lvm": {"devices": "/dev/loop*"}})
     site.vdsm.timeout = 600
     wait_until_ready(site.daemon, timeout=600)  # VM recovery first: 99 until then
     return site
@@ -171,16 +172,64 @@ def volumes_on_block_domain(
         run(["umount", "-l", str(mnt)], check=False)
 
 
+def grow_the_domain(
+    site: Site, sd: str, luns: list[str], loop_device: Callable[[int | str], LoopDevice]
+) -> list[str]:
+    """StorageDomain.extend with a new LUN, then resizePV after that LUN grew; answers
+    the domain's LUNs."""
+    lun = loop_device("2g")
+    free_before = int(site.vdsm.call("StorageDomain.getStats", storagedomainID=sd)["diskfree"])
+    site.vdsm.call(
+        "StorageDomain.extend", storagedomainID=sd, storagepoolID=site.sp,
+        devlist=[Path(lun.path).name], force=False,
+    )  # fmt: skip
+    all_luns = [*luns, lun.path]
+    meta = block.domain_metadata(block.vg_tags(all_luns, sd))
+    assert meta["PV2"].startswith(f"pv:{Path(lun.path).name},")
+    pv0, pv1 = (dict(i.split(":", 1) for i in meta[k].split(",")) for k in ("PV0", "PV1"))
+    pv2 = dict(i.split(":", 1) for i in meta["PV2"].split(","))
+    assert int(pv2["mapoffset"]) == int(pv1["mapoffset"]) + int(pv1["pecount"])
+    assert int(pv0["mapoffset"]) == 0
+    stats = site.vdsm.call("StorageDomain.getStats", storagedomainID=sd)
+    assert int(stats["diskfree"]) > free_before
+
+    with open(lun.backing, "r+b") as f:
+        f.truncate(3 * 1024 * MiB)
+    run(["losetup", "--set-capacity", lun.path])
+    size = site.vdsm.call(
+        "StorageDomain.resizePV", storagedomainID=sd, storagepoolID=site.sp,
+        guid=Path(lun.path).name,
+    )  # fmt: skip
+    [pv] = [r for r in block.report(all_luns, "pvs", "pv_name,pv_size") if r["pv_name"] == lun.path]
+    assert size == int(pv["pv_size"]) > 2 * 1024 * MiB
+    return all_luns
+
+
+def orphans_go_at_spm_start(site: Site, sd: str, luns: list[str]) -> None:
+    """An LV a killed daemon left OVIRT_VOL_INITIALIZING (no task will finish or undo
+    it) is removed when this host becomes SPM again."""
+    orphan = new_uuid()
+    block.lvm(
+        luns, "lvcreate", "-an", "--zero", "n", "-W", "n", "-n", orphan, "-L", "128m",
+        "--addtag", f"IU_{new_uuid()}", "--addtag", f"PU_{block.BLANK}",
+        "--addtag", "MD_7", "--addtag", "OVIRT_VOL_INITIALIZING", sd,
+    )  # fmt: skip
+    site.vdsm.call("StoragePool.spmStop", storagepoolID=site.sp)
+    site.start_spm()
+    assert orphan not in block.lvs(luns, sd)
+
+
 @pytest.mark.timeout(1800)
 def test_block_domain_pool_and_spm(
     sanlock: SanlockDaemon,
     loop_device: Callable[[int | str], LoopDevice],
     vdsmd: Callable[..., Any],
-    tmp_path: Path,
+    shared_tmp_path: Path,
 ) -> None:
     run(["modprobe", "dm_mod"])
     luns = [loop_device("8g").path for _ in range(2)]
-    site = lab_site(vdsmd, tmp_path, luns)
+    # traversable by the storage access check (the file domain is mounted below it)
+    site = lab_site(vdsmd, shared_tmp_path, luns)
     devices = site.vdsm.call("Host.getDeviceList", checkStatus=True)
     assert sorted(d["GUID"] for d in devices) == sorted(Path(p).name for p in luns)
     assert all(d["status"] == "free" for d in devices)
@@ -227,6 +276,8 @@ def test_block_domain_pool_and_spm(
         assert meta["ROLE"] == "Master" and meta["POOL_UUID"] == site.sp
 
         volumes_on_block_domain(site, sd, luns, loop_device)
+        luns = grow_the_domain(site, sd, luns, loop_device)
+        orphans_go_at_spm_start(site, sd, luns)
 
         site.vdsm.call("StoragePool.spmStop", storagepoolID=site.sp)
         assert f" {master} " not in Path("/proc/mounts").read_text()
