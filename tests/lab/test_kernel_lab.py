@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.kernel_lab, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_IN_LAB = Path(__file__).with_name("run-in-lab")
-LAB_TIMEOUT = int(os.environ.get("VDSM_LAB_TIMEOUT", "900"))
+LAB_TIMEOUT = int(os.environ.get("VDSM_LAB_TIMEOUT", "1500"))
 ALLOWED_SKIPS = re.compile(r"\b(not root|no /dev/kvm)\b", re.IGNORECASE)
 
 
@@ -80,6 +80,7 @@ def parse_junit(path: Path) -> dict[str, object]:
     return {"tests": total, "failures": failures, "skips": skips}
 
 
+@pytest.mark.timeout(LAB_TIMEOUT + 300)  # the guest run has its own, longer limit
 def test_lab_tests_pass_in_the_kernel_lab(tmp_path: Path) -> None:
     require_command("qemu-system-x86_64", "qemu-system-x86")
     require_command("cpio", "cpio")

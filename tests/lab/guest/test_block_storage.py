@@ -33,7 +33,14 @@ def lab_site(vdsmd: Callable[..., Any], tmp_path: Path, luns: list[str]) -> Site
         return vdsmd(config, start_timeout=600)
 
     # a glob: LUNs added later are seen (the guest is ours alone, no other loop users)
-    site = Site(slow_start, tmp_path, extra={"lvm": {"devices": "/dev/loop*"}})
+    # sanlock io_timeout 5 s, not the host tests' 1 s: under TCG emulation with qemu-img
+    # and mkfs running, renewals every 2 s fall behind an 8 s expiry and wdmd's
+    # watchdog resets the guest (as it would a real host whose storage is that slow)
+    site = Site(
+        slow_start,
+        tmp_path,
+        extra={"lvm": {"devices": "/dev/loop*"}, "sanlock": {"io_timeout": "5"}},
+    )
     site.vdsm.timeout = 600
     wait_until_ready(site.daemon, timeout=600)  # VM recovery first: 99 until then
     return site
