@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vdsm import errors
-from vdsm.storage import blockdomain, filedomain, sdmetadata
+from vdsm.storage import blockcreate, blockdomain, filedomain, sdmetadata
 from vdsm.storage import constants as sc
 from vdsm.storage.blockdomain import BlockDomain
 from vdsm.storage.domain import StorageDomain
@@ -146,7 +146,7 @@ class StorageService:
         if await self.domains.exists(sd_uuid):
             raise errors.StorageDomainAlreadyExists(sd_uuid)
         if domain_type in sc.BLOCK_DOMAIN_TYPES and self.domains.lvm is not None:
-            block = await blockdomain.create(
+            block = await blockcreate.create(
                 self.domains.lvm,
                 self.domains.blocksd_dir,
                 sd_uuid=sd_uuid,

@@ -26,13 +26,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+
+from vdsm.system.lvmreport import (  # noqa: F401  (re-exported: callers import them here)
+    LV,
+    PV,
+    VG,
+    _report_rows,
+    lv_path,
+    parse_lvs,
+    parse_pvs,
+    parse_vgs,
+)
 
 log = logging.getLogger("vdsm.system.lvm")
 
@@ -52,8 +60,6 @@ VG_FIELDS = (
     "vg_free_count,vg_tags,vg_mda_size,vg_mda_free,lv_count,pv_count,pv_name"
 )
 LV_FIELDS = "vg_name,lv_name,lv_uuid,lv_attr,lv_size,lv_tags,seg_start_pe,devices"
-
-_DEVICE_EXTENT = re.compile(r"^(?P<dev>.+)\((?P<extent>\d+)\)$")
 
 
 class LvmError(Exception):
@@ -86,77 +92,6 @@ class LvmUnavailable(LvmError):
     """The operation needs device-mapper and this kernel has none."""
 
 
-@dataclass(frozen=True)
-class PV:
-    name: str
-    uuid: str
-    size: int
-    free: int
-    pe_start: int
-    pe_count: int
-    pe_alloc_count: int
-    mda_count: int
-    mda_size: int
-    mda_free: int
-    dev_size: int
-    vg_name: str
-    vg_uuid: str
-
-    @property
-    def guid(self) -> str:
-        # upstream's name for a LUN: the last path component (/dev/mapper/<wwid>)
-        return os.path.basename(self.name)
-
-
-@dataclass(frozen=True)
-class VG:
-    name: str
-    uuid: str
-    attr: str
-    size: int
-    free: int
-    extent_size: int
-    extent_count: int
-    free_count: int
-    tags: tuple[str, ...]
-    mda_size: int
-    mda_free: int
-    lv_count: int
-    pv_names: tuple[str, ...]
-
-    @property
-    def writeable(self) -> bool:
-        return self.attr[:1] == "w"
-
-    @property
-    def partial(self) -> bool:
-        return len(self.attr) > 3 and self.attr[3] == "p"
-
-
-@dataclass(frozen=True)
-class LV:
-    vg_name: str
-    name: str
-    uuid: str
-    attr: str
-    size: int
-    tags: tuple[str, ...]
-    # (device, first extent) of each segment, in LV order
-    segments: tuple[tuple[str, int], ...] = field(default=())
-
-    @property
-    def active(self) -> bool:
-        return len(self.attr) > 4 and self.attr[4] == "a"
-
-    @property
-    def path(self) -> str:
-        return lv_path(self.vg_name, self.name)
-
-
-def lv_path(vg_name: str, lv_name: str) -> str:
-    return f"/dev/{vg_name}/{lv_name}"
-
-
 def device_mapper_available() -> bool:
     """The kernel's device-mapper is loaded.  /dev/mapper/control alone proves nothing:
     LVM creates the node even where opening it fails with ENODEV."""
@@ -184,108 +119,12 @@ def build_config(devices: Iterable[str]) -> str:
     )
 
 
-def _int(value: str) -> int:
-    return int(value) if value else 0
-
-
-def _tags(value: str) -> tuple[str, ...]:
-    return tuple(t for t in value.split(",") if t)
-
-
-def parse_pvs(rows: list[dict[str, str]]) -> dict[str, PV]:
-    return {
-        r["pv_name"]: PV(
-            name=r["pv_name"],
-            uuid=r["pv_uuid"],
-            size=_int(r["pv_size"]),
-            free=_int(r["pv_free"]),
-            pe_start=_int(r["pe_start"]),
-            pe_count=_int(r["pv_pe_count"]),
-            pe_alloc_count=_int(r["pv_pe_alloc_count"]),
-            mda_count=_int(r["pv_mda_count"]),
-            mda_size=_int(r["pv_mda_size"]),
-            mda_free=_int(r["pv_mda_free"]),
-            dev_size=_int(r["dev_size"]),
-            vg_name=r["vg_name"],
-            vg_uuid=r["vg_uuid"],
-        )
-        for r in rows
-    }
-
-
 class DuplicateVG(LvmError):
     """Two VGs of one name are visible (say, a cloned LUN): no command by name is safe."""
 
     def __init__(self, name: str, uuids: Iterable[str]) -> None:
         super().__init__(["vgs", name], None, f"VG {name} found twice: {', '.join(uuids)}")
         self.name = name
-
-
-def parse_vgs(rows: list[dict[str, str]]) -> tuple[dict[str, VG], set[str]]:
-    """VGs by name (one row per PV in the report), and the names seen on two VGs."""
-    by_uuid: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        entry = by_uuid.setdefault(r["vg_uuid"], {"row": r, "pvs": []})
-        if r.get("pv_name"):
-            entry["pvs"].append(r["pv_name"])
-    vgs: dict[str, VG] = {}
-    duplicates: set[str] = set()
-    for entry in by_uuid.values():
-        r = entry["row"]
-        vg = VG(
-            name=r["vg_name"],
-            uuid=r["vg_uuid"],
-            attr=r["vg_attr"],
-            size=_int(r["vg_size"]),
-            free=_int(r["vg_free"]),
-            extent_size=_int(r["vg_extent_size"]),
-            extent_count=_int(r["vg_extent_count"]),
-            free_count=_int(r["vg_free_count"]),
-            tags=_tags(r["vg_tags"]),
-            mda_size=_int(r["vg_mda_size"]),
-            mda_free=_int(r["vg_mda_free"]),
-            lv_count=_int(r["lv_count"]),
-            pv_names=tuple(entry["pvs"]),
-        )
-        if vg.name in vgs:
-            duplicates.add(vg.name)
-        vgs[vg.name] = vg
-    return vgs, duplicates
-
-
-def parse_lvs(rows: list[dict[str, str]]) -> dict[str, LV]:
-    """LVs by name; a report has one row per segment."""
-    segments: dict[str, list[tuple[int, str, int]]] = {}
-    first: dict[str, dict[str, str]] = {}
-    for r in rows:
-        name = r["lv_name"]
-        first.setdefault(name, r)
-        for dev in r.get("devices", "").split(","):
-            m = _DEVICE_EXTENT.match(dev.strip())
-            if m:
-                segments.setdefault(name, []).append(
-                    (_int(r.get("seg_start_pe", "0")), m["dev"], int(m["extent"]))
-                )
-    return {
-        name: LV(
-            vg_name=r["vg_name"],
-            name=name,
-            uuid=r["lv_uuid"],
-            attr=r["lv_attr"],
-            size=_int(r["lv_size"]),
-            tags=_tags(r["lv_tags"]),
-            segments=tuple((dev, ext) for _, dev, ext in sorted(segments.get(name, []))),
-        )
-        for name, r in first.items()
-    }
-
-
-def _report_rows(out: bytes, key: str) -> list[dict[str, str]]:
-    data = json.loads(out or b"{}")
-    rows: list[dict[str, str]] = []
-    for report in data.get("report", []):
-        rows.extend(report.get(key, []))
-    return rows
 
 
 def _mib(size: int) -> str:
