@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -109,10 +110,8 @@ def test_filter_hides_other_devices(loop_device: Callable[[int | str], LoopDevic
     asyncio.run(scenario())
 
 
-def test_timeout_kills_the_command(tmp_path: object) -> None:
-    import pathlib
-
-    script = pathlib.Path(str(tmp_path)) / "slow-lvm"
+def test_timeout_kills_the_command(tmp_path: Path) -> None:
+    script = tmp_path / "slow-lvm"
     script.write_text("#!/bin/sh\nexec sleep 30\n")
     script.chmod(0o755)
 

@@ -40,6 +40,7 @@ from vdsm.storage.blockdomain import (
     write_metadata_tags,
 )
 from vdsm.storage.domain import LockFactory
+from vdsm.system import mount
 from vdsm.system.lvm import VG, Lvm, LvmError, lv_path
 
 log = logging.getLogger("vdsm.storage.blockcreate")
@@ -96,21 +97,13 @@ async def _find_vg(lvm: Lvm, vg_uuid: str) -> VG:
     return found[0]
 
 
-async def _run_command(argv: list[str], timeout: float) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+async def _mkfs(device: str, timeout: float) -> None:
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
-    if proc.returncode != 0:
-        raise errors.MkfsError(argv[-1], err.decode(errors="replace").strip())
+        rc, _, err = await mount.run([MKFS, "-q", "-j", "-E", "nodiscard", device], timeout)
+    except mount.CommandTimeout:
+        raise errors.MkfsError(device, f"no answer in {timeout:g} s") from None
+    if rc != 0:
+        raise errors.MkfsError(device, err.strip())
 
 
 def _zero(path: str, size: int) -> None:
@@ -246,7 +239,7 @@ async def _initialize_data(
                 ),
                 timeout,
             )
-        await _run_command([MKFS, "-q", "-j", "-E", "nodiscard", lv_path(sd_uuid, MASTER)], timeout)
+        await _mkfs(lv_path(sd_uuid, MASTER), timeout)
     finally:
         await lvm.deactivate(sd_uuid, [MASTER])
 

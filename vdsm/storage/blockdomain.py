@@ -328,7 +328,7 @@ class BlockDomain:
         except LvmError as e:
             raise lvm_error(e, self.sd_uuid) from None
         await self._run(lambda: self.master_dir.mkdir(parents=True, exist_ok=True))
-        if not mount.mounted_at(self.master_dir):
+        if not await self._run(mount.mounted_at, self.master_dir):
             await mount.mount(
                 str(self.lv_path(MASTER)), self.master_dir, vfstype="ext3", timeout=self.op_timeout
             )
@@ -341,7 +341,7 @@ class BlockDomain:
 
     async def release_master_tree(self) -> None:
         """Unmounts the master file system (SPM stop); nothing if not mounted."""
-        if mount.mounted_at(self.master_dir):
+        if await self._run(mount.mounted_at, self.master_dir):
             await mount.umount(self.master_dir, timeout=self.op_timeout)
         try:
             await self.lvm.deactivate(self.sd_uuid, [MASTER])

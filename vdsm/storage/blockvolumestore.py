@@ -235,17 +235,21 @@ class BlockVolumeStore:
 
     # -- metadata ------------------------------------------------------------------------
 
-    async def read_metadata(self, img: str, vol: str) -> VolumeMetadata:
-        slot = await self._slot(img, vol)
+    async def _read(self, lv: LV) -> VolumeMetadata:
+        slot = parse_tags(lv.tags).slot
+        if slot is None:
+            raise errors.VolumeDoesNotExist(lv.name)
         data = await self._io(read_slot, self._metadata_lv(), slot_offset(self._version, slot))
         return volmeta.parse(data)
+
+    async def read_metadata(self, img: str, vol: str) -> VolumeMetadata:
+        return await self._read(await self._lv(img, vol))
 
     async def read_metadata_and_sizes(
         self, img: str, vol: str
     ) -> tuple[VolumeMetadata, tuple[int, int] | None]:
         lv = await self._lv(img, vol)
-        md = await self.read_metadata(img, vol)
-        return md, (lv.size, lv.size)
+        return await self._read(lv), (lv.size, lv.size)
 
     async def write_metadata(self, img: str, vol: str, md: VolumeMetadata) -> None:
         data = md.to_bytes(self._version)  # 756 before anything is written
@@ -260,7 +264,7 @@ class BlockVolumeStore:
             if parse_tags(lv.tags).initializing:
                 continue
             try:
-                found[name] = await self.read_metadata(img, name)
+                found[name] = await self._read(lv)
             except errors.VdsmError as e:
                 found[name] = e
         return found
@@ -386,7 +390,7 @@ class BlockVolumeStore:
             try:
                 chain = await self._chain(img, vols)
             except errors.VolumeDoesNotExist:
-                chain = [v for v in vols]
+                chain = list(vols)
             idle = []
             for name in chain:
                 left = self._active.get(name, 0) - 1
