@@ -153,6 +153,22 @@ class Spm:
     watchdog_interval: float = option(number(0.1), 20.0, "Seconds between SPM lease checks")
 
 
+@dataclass(frozen=True)
+class Mailbox:
+    events_enable: bool = option(
+        boolean,
+        True,
+        "The SPM watches the mailbox event block, so an extend request is seen within "
+        "events_interval instead of monitor_interval",
+    )
+    events_interval: float = option(
+        number(0.1), 0.5, "Seconds between two reads of the mailbox event block by the SPM"
+    )
+    monitor_interval: float = option(
+        number(0.1), 2.0, "Seconds between two reads of all the hosts' mailboxes by the SPM"
+    )
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -242,6 +258,7 @@ class Config:
     irs: Irs = field(default_factory=Irs)
     sanlock: Sanlock = field(default_factory=Sanlock)
     spm: Spm = field(default_factory=Spm)
+    mailbox: Mailbox = field(default_factory=Mailbox)
     lvm: Lvm = field(default_factory=Lvm)
     paths: Paths = field(default_factory=Paths)
     logging: Logging = field(default_factory=Logging)
@@ -260,6 +277,7 @@ _SECTION_TYPES: dict[str, type] = {
     "irs": Irs,
     "sanlock": Sanlock,
     "spm": Spm,
+    "mailbox": Mailbox,
     "lvm": Lvm,
     "paths": Paths,
     "logging": Logging,

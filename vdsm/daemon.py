@@ -94,6 +94,7 @@ class Daemon:
         from vdsm.storage.devices import BlockDevices, Discovery
         from vdsm.storage.images import Images, VolumeCopier
         from vdsm.storage.leases import Leases
+        from vdsm.storage.mailbox import MailboxSettings
         from vdsm.storage.monitor import MonitorRegistry
         from vdsm.storage.probe import Prober
         from vdsm.storage.repository import Repository
@@ -231,6 +232,11 @@ class Daemon:
             panic=panic,
             max_domains=cfg.irs.maximum_domains_in_pool,
             join_timeout=180.0,
+            mailbox=MailboxSettings(
+                monitor_interval=cfg.mailbox.monitor_interval,
+                events_interval=cfg.mailbox.events_interval if cfg.mailbox.events_enable else None,
+                io_timeout=cfg.irs.process_pool_timeout,
+            ),
         )
 
         jobs = JobRegistry()

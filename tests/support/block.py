@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,3 +103,39 @@ def encode_tag(text: str) -> str:
 
 
 BLANK = "00000000-0000-0000-0000-000000000000"
+
+
+# -- the SPM mailbox, as a host running upstream VDSM writes and reads it --------------
+# inbox: host requests, 4 KiB per host id; outbox: SPM replies, same places.  A mailbox:
+# 63 messages of 64 bytes, then 60 bytes and a 4-byte little-endian byte sum of the rest.
+
+MAILBOX = 4096
+MESSAGE = 64
+
+
+def extend_message(sd: str, vol: str, size_mib: int) -> bytes:
+    """Version b"1", b"xtnd", the two UUIDs as little-endian 128-bit integers, the size
+    in MiB as 16 hex digits, then b"0" up to 64 bytes."""
+
+    def le(text: str) -> bytes:
+        return bytes(reversed(uuid.UUID(text).bytes))
+
+    body = b"1xtnd" + le(sd) + le(vol) + format(size_mib, "016x").encode()
+    return body + b"0" * (MESSAGE - len(body))
+
+
+def host_mailbox(messages: dict[int, bytes]) -> bytes:
+    """A host's 4 KiB mailbox with `messages` (slot -> 64 bytes) and its checksum."""
+    box = bytearray(MAILBOX)
+    for slot, message in messages.items():
+        assert 0 <= slot < 63 and len(message) == MESSAGE
+        box[slot * MESSAGE : (slot + 1) * MESSAGE] = message
+    total = sum(box[: MAILBOX - 4]) % 2**32
+    box[MAILBOX - 4 :] = total.to_bytes(4, "little")
+    return bytes(box)
+
+
+def event_block() -> bytes:
+    """What a host writes at offset 0 of inbox after a request: b"\\0evt", a random
+    UUID, zeros."""
+    return (b"\0evt" + uuid.uuid4().bytes).ljust(MAILBOX, b"\0")

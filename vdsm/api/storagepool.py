@@ -102,7 +102,12 @@ class StoragePoolAPI:
     ) -> str:
         spm = self.storage.get_spm(storagepoolID)
         dom_version = _int(domVersion, -1)
-        return spm.start(prevID, _int(prevLver, -1), None if dom_version < 0 else dom_version)
+        return spm.start(
+            prevID,
+            _int(prevLver, -1),
+            None if dom_version < 0 else dom_version,
+            max_host_id=maxHostID,
+        )
 
     async def spmStop(self, storagepoolID: str) -> None:
         await self.storage.get_spm(storagepoolID).stop()

@@ -32,7 +32,7 @@ from vdsm import errors
 from vdsm.storage import constants as sc
 from vdsm.storage import metadata as md
 from vdsm.storage import sdmetadata
-from vdsm.storage.blockvolumestore import BlockVolumeStore
+from vdsm.storage.blockvolumestore import BlockVolumeStore, parse_tags
 from vdsm.storage.domain import DomainLock, LockFactory
 from vdsm.storage.repository import DOMAIN_MD_DIR, METADATA
 from vdsm.system import mount
@@ -377,6 +377,22 @@ class BlockDomain:
 
     async def remove_orphans(self, live_tokens: Collection[str]) -> list[str]:
         return await self.volumes.remove_orphans(live_tokens)
+
+    # -- the SPM mailbox -------------------------------------------------------------------
+
+    supports_mailbox = True
+
+    async def extend_volume(self, vol_uuid: str, size: int) -> None:
+        try:
+            lv = await self.lvm.lv(self.sd_uuid, vol_uuid)
+        except LvmError as e:
+            raise lvm_error(e, self.sd_uuid) from None
+        if lv is None or parse_tags(lv.tags).image is None:
+            raise errors.VolumeDoesNotExist(vol_uuid)  # never a special LV
+        try:
+            await self.lvm.extend_lv(self.sd_uuid, vol_uuid, size)
+        except LvmError as e:
+            raise errors.LogicalVolumeExtendError(vol_uuid, e.err) from None
 
     # -- removal -------------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ ALIGNMENT_4M = 4 * MiB
 ALIGNMENT_8M = 8 * MiB
 ALIGNMENTS = (ALIGNMENT_1M, ALIGNMENT_2M, ALIGNMENT_4M, ALIGNMENT_8M)
 HOSTS_MAX = 2000
+HOSTS_DEFAULT = 250  # spmStart maxHostID, StorageDomain.create maxHosts
 
 # Pool keys hold these until an SPM writes real values.
 SPM_ID_FREE = -1

@@ -132,6 +132,18 @@ class StorageDomain(Protocol):
         tasks, nothing else to do."""
         ...
 
+    @property
+    def supports_mailbox(self) -> bool:
+        """Its thin volumes grow on request through the SPM mailbox, which lives in
+        the inbox/outbox of dom_md when the domain is the master (block domains)."""
+        ...
+
+    async def extend_volume(self, vol_uuid: str, size: int) -> None:
+        """SPM, on a mailbox request: the volume's allocation grows to at least `size`
+        bytes.  It is not refreshed here: the host that asked refreshes it when it
+        reads the reply (a VM migrating off this host must not see it first)."""
+        ...
+
     async def remove(self) -> None:
         """Deletes the whole domain (StorageDomain.format)."""
         ...

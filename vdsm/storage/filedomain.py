@@ -218,6 +218,12 @@ class FileDomain:
     async def remove_orphans(self, live_tokens: Collection[str]) -> list[str]:
         return []
 
+    # File volumes grow by themselves: no mailbox, nothing to extend.
+    supports_mailbox = False
+
+    async def extend_volume(self, vol_uuid: str, size: int) -> None:
+        return None
+
     # -- removal -------------------------------------------------------------------------
 
     async def remove(self) -> None:

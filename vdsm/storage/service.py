@@ -19,6 +19,7 @@ from vdsm.storage import constants as sc
 from vdsm.storage.blockdomain import BlockDomain
 from vdsm.storage.domain import StorageDomain
 from vdsm.storage.filedomain import FileDomain, LockFactory
+from vdsm.storage.mailbox import MailboxSettings
 from vdsm.storage.monitor import MonitorRegistry
 from vdsm.storage.pool import MAX_HOST_ID, RESERVED_HOST_ID, StoragePool
 from vdsm.storage.repository import BLOCK_SD_DIR, Repository
@@ -115,6 +116,7 @@ class StorageService:
         panic: Callable[[str], None],
         max_domains: int,
         join_timeout: float,
+        mailbox: MailboxSettings | None = None,
     ) -> None:
         self.repository = repository
         self.domains = domains
@@ -123,6 +125,7 @@ class StorageService:
         self.rollbacks = rollbacks
         self.mount_point = mount_point
         self.watchdog = watchdog
+        self.mailbox = mailbox
         self.panic = panic
         self.max_domains = max_domains
         self.join_timeout = join_timeout
@@ -369,7 +372,12 @@ class StorageService:
         )
         await pool.connect(master_sd, master_version, domain_dict)
         spm = Spm(
-            pool, self.tasks, rollbacks=self.rollbacks, watchdog=self.watchdog, panic=self.panic
+            pool,
+            self.tasks,
+            rollbacks=self.rollbacks,
+            watchdog=self.watchdog,
+            panic=self.panic,
+            mailbox=self.mailbox,
         )
         pool.spm = spm
         self.pool, self.spm = pool, spm

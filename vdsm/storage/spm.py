@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 from vdsm import errors
 from vdsm.storage import constants as sc
+from vdsm.storage import mailbox
 from vdsm.storage.pool import StoragePool
+from vdsm.storage.repository import DOMAIN_MD_DIR
 
 log = logging.getLogger("vdsm.storage.spm")
 
@@ -75,6 +77,7 @@ class Spm:
         rollbacks: Any,
         watchdog: WatchdogFactory | None,
         panic: Panic,
+        mailbox: mailbox.MailboxSettings | None = None,
     ) -> None:
         self.pool = pool
         self.tasks = tasks
@@ -85,6 +88,8 @@ class Spm:
         self.lver = sc.LVER_INVALID
         self._holding = False  # the SDM lease is ours (acquired, not yet released)
         self._watchdog: asyncio.Task[None] | None = None
+        self._mailbox_settings = mailbox
+        self._mailbox: asyncio.Task[None] | None = None
         self._serial = asyncio.Lock()
 
     def ensure_spm(self) -> None:
@@ -93,7 +98,13 @@ class Spm:
 
     # -- start ------------------------------------------------------------------------
 
-    def start(self, prev_id: int, prev_lver: int, dom_version: int | None) -> str:
+    def start(
+        self,
+        prev_id: int,
+        prev_lver: int,
+        dom_version: int | None,
+        max_host_id: int = sc.HOSTS_DEFAULT,
+    ) -> str:
         """Schedules the contention; answers the task id at once."""
         if self.role == SPM:
             raise errors.IsSpm(self.pool.sp_uuid)
@@ -101,14 +112,18 @@ class Spm:
             raise errors.MiscOperationInProgress(f"spm start {self.pool.sp_uuid}")
         if dom_version is not None and dom_version not in (3, 4, 5):
             raise errors.UnsupportedDomainVersion(dom_version)
+        if not 1 <= max_host_id <= sc.HOSTS_MAX:
+            raise errors.InvalidParameterException("maxHostID", max_host_id)
 
         async def job(task: Any) -> None:
-            await self._start(prev_id, prev_lver, dom_version)
+            await self._start(prev_id, prev_lver, dom_version, max_host_id)
 
         task = self.tasks.create("spmStart", job, tag="hsm")
         return str(task.id)
 
-    async def _start(self, prev_id: int, prev_lver: int, dom_version: int | None) -> None:
+    async def _start(
+        self, prev_id: int, prev_lver: int, dom_version: int | None, max_host_id: int
+    ) -> None:
         async with self._serial:
             if self.role == SPM:
                 return
@@ -145,6 +160,7 @@ class Spm:
                 await master.create_master_tree()
                 self.role = SPM
                 self._start_watchdog()
+                self._start_mailbox(max_host_id)
                 recovered = await self.tasks.load_and_recover(master.tasks_dir, self.rollbacks)
                 await self._remove_orphans()
                 log.info(
@@ -192,6 +208,8 @@ class Spm:
         if unfinished and not force:
             raise errors.SpmStopError(self.pool.sp_uuid, [t.id for t in unfinished])
         await self._stop_watchdog()
+        await mailbox.stop(self._mailbox)
+        self._mailbox = None
         was_spm = self.role == SPM
         self.role = FREE
         self.tasks.unload("spm")
@@ -219,6 +237,38 @@ class Spm:
         """getSpmStatus: our role, and the lease version and owner sanlock reports."""
         lver, owner = await self.pool.master.lock.sdm_owner()
         return {"spmStatus": self.role, "spmLver": lver, "spmId": owner}
+
+    # -- the mailbox ------------------------------------------------------------------
+
+    def _start_mailbox(self, max_host_id: int) -> None:
+        master = self.pool.master
+        if self._mailbox_settings is None or not master.supports_mailbox:
+            return
+        settings = self._mailbox_settings
+        md_dir = master.path / DOMAIN_MD_DIR
+        monitor = mailbox.SpmMailbox(
+            md_dir / "inbox",
+            md_dir / "outbox",
+            max_host_id + 1,  # mailbox 0 is the event block, host ids start at 1
+            self._extend_volume,
+            monitor_interval=settings.monitor_interval,
+            events_interval=settings.events_interval,
+            io_timeout=settings.io_timeout,
+        )
+        self._mailbox = asyncio.create_task(monitor.run(), name=f"spm mailbox {self.pool.sp_uuid}")
+        self._mailbox.add_done_callback(self._mailbox_ended)
+
+    def _mailbox_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SPM mailbox of pool %s stopped: %r", self.pool.sp_uuid, task.exception())
+
+    async def _extend_volume(self, sd_uuid: str, vol_uuid: str, size: int) -> None:
+        """A host's extend request: only volumes of the pool's domains, only while SPM."""
+        if sd_uuid not in self.pool.domains():
+            raise errors.StorageDomainNotInPool(sd_uuid, self.pool.sp_uuid)
+        domain = await self.pool.domain_source.produce(sd_uuid)
+        self.ensure_spm()
+        await domain.extend_volume(vol_uuid, size)
 
     # -- the lease watchdog -----------------------------------------------------------
 

@@ -30,20 +30,17 @@ hid it.  Everything here is synchronous; run it in the domain's bulkhead.
 
 from __future__ import annotations
 
-import errno
 import logging
-import mmap
-import os
 import struct
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vdsm import errors
 from vdsm.storage import constants as sc
+from vdsm.storage import directio
 
 log = logging.getLogger("vdsm.storage.xlease")
 
@@ -246,17 +243,17 @@ def format_index(
     _check_geometry(alignment, block_size)
     if not 0 <= max_records <= MAX_RECORDS:
         raise ValueError(f"max_records must be 0..{MAX_RECORDS}")
-    with _aligned(INDEX_SIZE) as buf:
+    with directio.aligned(INDEX_SIZE) as buf:
         buf[:METADATA_SIZE] = pack_header(lockspace, int(time.time()), updating=True)
         for recnum in range(max_records):
             start = _record_offset(recnum)
             buf[start : start + RECORD_SIZE] = _EMPTY
-        with _open(path, write=True) as fd:
-            _pwrite(fd, buf, INDEX_SLOT * alignment)
+        with directio.open_direct(path, write=True) as fd:
+            directio.pwrite(fd, buf, INDEX_SLOT * alignment)
             buf[:METADATA_SIZE] = pack_header(lockspace, int(time.time()))
             head = memoryview(buf)[:block_size]
             try:
-                _pwrite(fd, head, INDEX_SLOT * alignment)
+                directio.pwrite(fd, head, INDEX_SLOT * alignment)
             finally:
                 head.release()
 
@@ -265,8 +262,8 @@ def read_index(
     path: Path, alignment: int = sc.ALIGNMENT_1M, block_size: int = sc.BLOCK_SIZE_512
 ) -> Index:
     _check_geometry(alignment, block_size)
-    with _open(path) as fd:
-        return Index.parse(_pread(fd, INDEX_SIZE, INDEX_SLOT * alignment), alignment)
+    with directio.open_direct(path) as fd:
+        return Index.parse(directio.pread(fd, INDEX_SIZE, INDEX_SLOT * alignment), alignment)
 
 
 def lookup(
@@ -349,65 +346,12 @@ def remove(
 def _write_record(path: Path, index: Index, recnum: int, record: Record, block_size: int) -> None:
     start = _record_offset(recnum)
     block_start = start - start % block_size
-    with _aligned(block_size) as buf:
+    with directio.aligned(block_size) as buf:
         buf[:] = index.data[block_start : block_start + block_size]
         inner = start - block_start
         buf[inner : inner + RECORD_SIZE] = record.pack()
-        with _open(path, write=True) as fd:
-            _pwrite(fd, buf, INDEX_SLOT * index.alignment + block_start)
-
-
-@contextmanager
-def _aligned(size: int) -> Iterator[mmap.mmap]:
-    # Anonymous mmap memory is page-aligned, which O_DIRECT needs.
-    buf = mmap.mmap(-1, size)
-    try:
-        yield buf
-    finally:
-        buf.close()
-
-
-@contextmanager
-def _open(path: Path, write: bool = False) -> Iterator[int]:
-    """Open for direct I/O; a file system without it (EINVAL) gets buffered I/O, whose
-    writes `_pwrite` makes durable with fsync all the same."""
-    flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags | os.O_DIRECT)
-    except OSError as e:
-        if e.errno != errno.EINVAL:
-            raise
-        fd = os.open(path, flags)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    with _aligned(size) as buf:
-        view = memoryview(buf)
-        try:
-            pos = 0
-            while pos < size:
-                n = os.preadv(fd, [view[pos:]], offset + pos)
-                if n == 0:
-                    break
-                pos += n
-            return bytes(view[:pos])
-        finally:
-            view.release()
-
-
-def _pwrite(fd: int, buf: mmap.mmap | memoryview, offset: int) -> None:
-    view = memoryview(buf)
-    try:
-        pos = 0
-        while pos < len(view):
-            pos += os.pwritev(fd, [view[pos:]], offset + pos)
-        os.fsync(fd)
-    finally:
-        view.release()
+        with directio.open_direct(path, write=True) as fd:
+            directio.pwrite(fd, buf, INDEX_SLOT * index.alignment + block_start)
 
 
 def _find_record(data: bytes, pattern: bytes) -> int:

@@ -9,7 +9,9 @@ system mounted for the tasks), SPM stop, format.
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,67 @@ def volumes_on_block_domain(
         run(["umount", "-l", str(mnt)], check=False)
 
 
+def direct_read(path: str, offset: int, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        with mmap.mmap(-1, size) as buf:
+            os.preadv(fd, [buf], offset)
+            return bytes(buf)
+    finally:
+        os.close(fd)
+
+
+def direct_write(path: str, offset: int, data: bytes) -> None:
+    """As another host writes to shared storage: past this host's page cache."""
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    try:
+        with mmap.mmap(-1, len(data)) as buf:
+            buf.write(data)
+            os.pwritev(fd, [buf], offset)
+    finally:
+        os.close(fd)
+
+
+def extend_through_the_mailbox(site: Site, sd: str, luns: list[str]) -> None:
+    """Another host (id 2) asks the SPM to grow a thin volume the way upstream VDSM
+    does: a request in its mailbox of the master's inbox LV and an event at offset 0.
+    The LV grows and the reply lands in its mailbox of the outbox LV; a request for a
+    volume that does not exist is answered with size 0; a clean message frees the slot."""
+    img, vol = new_uuid(), new_uuid()
+    run_task(
+        site, "Volume.create", volumeID=vol, storagepoolID=site.sp, storagedomainID=sd,
+        imageID=img, size=str(4096 * MiB), volFormat=4, preallocate=2, diskType="DATA",
+        desc="thin", srcImgUUID=block.BLANK, srcVolUUID=block.BLANK,
+        initialSize=str(256 * MiB),
+    )  # fmt: skip
+    assert block.lvs(luns, sd)[vol]["size"] == 384 * MiB
+    host = 2
+    request = block.extend_message(sd, vol, 1024)
+    missing = new_uuid()
+    unknown = block.extend_message(sd, missing, 1024)
+    inbox, outbox = f"/dev/{sd}/inbox", f"/dev/{sd}/outbox"
+
+    def reply(slot: int) -> bytes:
+        return direct_read(outbox, host * block.MAILBOX, block.MAILBOX)[slot * 64 : slot * 64 + 64]
+
+    direct_write(inbox, host * block.MAILBOX, block.host_mailbox({0: request, 1: unknown}))
+    direct_write(inbox, 0, block.event_block())
+    wait_for(lambda: reply(0) == request and reply(1) != bytes(64), 120)
+    assert block.lvs(luns, sd)[vol]["size"] == 1024 * MiB
+    assert reply(1) == block.extend_message(sd, missing, 0)
+    # the host read the replies: it cleans its slot, the SPM frees its reply slot
+    direct_write(inbox, host * block.MAILBOX, block.host_mailbox({0: b"\1" * 64, 1: unknown}))
+    wait_for(lambda: reply(0) == b"\1" * 64, 120)
+    assert block.lvs(luns, sd)[vol]["size"] == 1024 * MiB
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
 def grow_the_domain(
     site: Site, sd: str, luns: list[str], loop_device: Callable[[int | str], LoopDevice]
 ) -> list[str]:
@@ -283,6 +346,7 @@ def test_block_domain_pool_and_spm(
         assert meta["ROLE"] == "Master" and meta["POOL_UUID"] == site.sp
 
         volumes_on_block_domain(site, sd, luns, loop_device)
+        extend_through_the_mailbox(site, sd, luns)
         luns = grow_the_domain(site, sd, luns, loop_device)
         orphans_go_at_spm_start(site, sd, luns)
 
