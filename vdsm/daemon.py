@@ -394,6 +394,7 @@ class Daemon:
         self.bus.enabled = True
         self.notifier.notify("STATUS=ready")
         log.info("recovery finished in %.2f s since start, ready", self.lifecycle.uptime)
+        await self.storage.deactivate_unused_lvs()
 
     async def _restore_networks(self) -> None:
         from vdsm.network.restore import restore_once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vdsm import errors
 from vdsm.storage import sdmetadata
 from vdsm.storage.connections import StorageConnections
 from vdsm.storage.service import StorageService
@@ -82,6 +83,10 @@ class StoragePoolAPI:
                 if monitor.status.disk_total is not None:
                     entry["disktotal"] = str(monitor.status.disk_total)
                     entry["diskfree"] = str(monitor.status.disk_free)
+                if not monitor.status.mda_valid:
+                    # as upstream: a VG whose metadata area is too small for many LVs
+                    alert = errors.SmallVgMetadata(sd_uuid, monitor.status.mda_size)
+                    entry["alerts"].append({"code": alert.code, "message": alert.message})
             dominfo[sd_uuid] = entry
         return {"info": info, "dominfo": dominfo}
 

@@ -44,6 +44,7 @@ __all__ = [
     "NoSuchPhysicalVolume",
     "PartitionedPhysDev",
     "PhysDevInitializationError",
+    "SmallVgMetadata",
     "UnexpectedVolumeGroupMetadata",
     "VolumeGroupActionError",
     "VolumeGroupAlreadyExistsError",
@@ -324,6 +325,17 @@ class LogicalVolumeDoesNotExistError(
 
 
 class LogicalVolumeWrongTagError(StorageError, code=612, message="Wrong logical volume tag"):
+    pass
+
+
+class SmallVgMetadata(
+    StorageError,
+    code=614,
+    message=(
+        "Warning - The allocated VG metadata area size is too small, which might limit "
+        "its capacity (the number of Vdisks and/or their size)"
+    ),
+):
     pass
 
 

@@ -447,6 +447,30 @@ async def find(lvm: Lvm, sd_uuid: str) -> bool:
     return vg is not None and DOMAIN_TAG in vg.tags
 
 
+async def deactivate_unused_lvs(lvm: Lvm) -> dict[str, list[str]]:
+    """Daemon start: the volume LVs an earlier process left active and nothing holds
+    open any more (its prepared images, its VMs that are gone) are deactivated, as
+    upstream does at start.  LVs a running VM holds open stay; special LVs stay.
+    Answers what was deactivated, by VG."""
+    done: dict[str, list[str]] = {}
+    if not lvm.device_mapper:
+        return done
+    for vg in await domain_vgs(lvm):
+        try:
+            lvs = await lvm.lvs(vg)
+            idle = [
+                name
+                for name, lv in lvs.items()
+                if lv.active and not lv.opened and name not in SPECIAL_LVS_V4
+            ]
+            if idle:
+                await lvm.deactivate(vg, idle)
+                done[vg] = idle
+        except LvmError as e:
+            log.warning("cannot deactivate the unused LVs of %s: %s", vg, e)
+    return done
+
+
 async def domain_vgs(lvm: Lvm) -> list[str]:
     """The names of every visible VG that is a block domain."""
     try:

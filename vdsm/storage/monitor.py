@@ -58,8 +58,9 @@ class MonitoredDomain(Protocol):
         """Re-reads the metadata; answers the domain version."""
         ...
 
-    async def space(self) -> tuple[int, int]:
-        """(total, free) bytes."""
+    async def stats(self) -> dict[str, Any]:
+        """StorageDomain.getStats: disktotal, diskfree, and the VG metadata area's
+        mdasize, mdafree, mdavalid, mdathreshold."""
         ...
 
 
@@ -79,6 +80,10 @@ class DomainStatus:
     actual: bool = False
     disk_total: int | None = None
     disk_free: int | None = None
+    # The VG metadata area of block domains (file domains: always valid, sizes 0).
+    mda_valid: bool = True
+    mda_size: int = 0
+    mda_free: int = 0
 
     @property
     def valid(self) -> bool:
@@ -158,8 +163,15 @@ class DomainMonitor:
                 probe_timeout = self.interval * 0.8
                 status = replace(status, read_delay=await self._check_path(domain, probe_timeout))
                 status = replace(status, version=await domain.refresh())
-                total, free = await domain.space()
-                status = replace(status, disk_total=total, disk_free=free)
+                stats = await domain.stats()
+                status = replace(
+                    status,
+                    disk_total=int(stats["disktotal"]),
+                    disk_free=int(stats["diskfree"]),
+                    mda_valid=bool(stats["mdavalid"]),
+                    mda_size=int(stats["mdasize"]),
+                    mda_free=int(stats["mdafree"]),
+                )
                 status = replace(status, acquired=await self._host_id(domain))
         except TimeoutError:
             status = replace(status, error=errors.StorageDomainAccessError(self.sd_uuid))

@@ -394,6 +394,14 @@ class StorageService:
     def connected_pools(self) -> list[str]:
         return [self.pool.sp_uuid] if self.pool is not None else []
 
+    async def deactivate_unused_lvs(self) -> None:
+        """Start-up: what an earlier daemon left active on block domains and nothing
+        uses goes inactive (VMs were recovered first: their LVs are open)."""
+        if self.domains.lvm is None:
+            return
+        for vg, names in (await blockdomain.deactivate_unused_lvs(self.domains.lvm)).items():
+            log.info("deactivated LVs left active in %s: %s", vg, ", ".join(names))
+
     async def shutdown(self) -> None:
         """Clean stop: give the SPM lease back, stop the monitors, drop the tasks
         (persisted ones are recovered by the next SPM).

@@ -75,6 +75,11 @@ class LV:
         return len(self.attr) > 4 and self.attr[4] == "a"
 
     @property
+    def opened(self) -> bool:
+        """Held open by a process (a VM's qemu): LVM refuses to deactivate it."""
+        return len(self.attr) > 5 and self.attr[5] == "o"
+
+    @property
     def path(self) -> str:
         return lv_path(self.vg_name, self.name)
 

@@ -202,7 +202,7 @@ def direct_write(path: str, offset: int, data: bytes) -> None:
         os.close(fd)
 
 
-def extend_through_the_mailbox(site: Site, sd: str, luns: list[str]) -> None:
+def extend_through_the_mailbox(site: Site, sd: str, luns: list[str]) -> str:
     """Another host (id 2) asks the SPM to grow a thin volume the way upstream VDSM
     does: a request in its mailbox of the master's inbox LV and an event at offset 0.
     The LV grows and the reply lands in its mailbox of the outbox LV; a request for a
@@ -233,6 +233,12 @@ def extend_through_the_mailbox(site: Site, sd: str, luns: list[str]) -> None:
     direct_write(inbox, host * block.MAILBOX, block.host_mailbox({0: b"\1" * 64, 1: unknown}))
     wait_for(lambda: reply(0) == b"\1" * 64, 120)
     assert block.lvs(luns, sd)[vol]["size"] == 1024 * MiB
+    return vol
+
+
+def pool_dominfo(site: Site, sd: str) -> dict[str, Any]:
+    info = site.vdsm.call("StoragePool.getInfo", storagepoolID=site.sp)
+    return info["dominfo"][sd]  # type: ignore[no-any-return]
 
 
 def wait_for(check: Callable[[], bool], timeout: float) -> None:
@@ -342,11 +348,16 @@ def test_block_domain_pool_and_spm(
         assert (master / "tasks").is_dir() and (master / "vms").is_dir()
         info = site.vdsm.call("StoragePool.getInfo", storagepoolID=site.sp)
         assert info["info"]["master_uuid"] == sd
+        # the monitor's figures: the VG's size and free space, no small-metadata alert
+        wait_for(lambda: "disktotal" in pool_dominfo(site, sd), 120)
+        [vg] = block.report(luns, "vgs", "vg_size,vg_free", sd)
+        dominfo = pool_dominfo(site, sd)
+        assert dominfo["alerts"] == [] and dominfo["disktotal"] == vg["vg_size"]
         meta = block.domain_metadata(block.vg_tags(luns, sd))
         assert meta["ROLE"] == "Master" and meta["POOL_UUID"] == site.sp
 
         volumes_on_block_domain(site, sd, luns, loop_device)
-        extend_through_the_mailbox(site, sd, luns)
+        thin = extend_through_the_mailbox(site, sd, luns)
         luns = grow_the_domain(site, sd, luns, loop_device)
         orphans_go_at_spm_start(site, sd, luns)
 
@@ -355,6 +366,17 @@ def test_block_domain_pool_and_spm(
         site.vdsm.call("StoragePool.disconnect", storagepoolID=site.sp, hostID=1, scsiKey="")
     finally:
         site.teardown()
+
+    # an LV an earlier daemon left active (a prepared image nobody tore down) and no
+    # process holds open is deactivated when the daemon starts again
+    def active(lv: str) -> bool:
+        return bool(block.report(luns, "lvs", "lv_name", "--select", "lv_active=active", lv))
+
+    block.lvm(luns, "lvchange", "-ay", f"{sd}/{thin}")
+    assert active(f"{sd}/{thin}")
+    site.daemon.restart()
+    wait_until_ready(site.daemon, timeout=600)
+    wait_for(lambda: not active(f"{sd}/{thin}"), 120)
     site.vdsm = type(site.vdsm)(site.daemon, timeout=600)
     site.vdsm.call("StorageDomain.format", storagedomainID=sd, autoDetach=True)
     assert block.report(luns, "vgs", "vg_name") == []
