@@ -138,6 +138,11 @@ class Irs:
         number(0.1), 60.0, "Seconds allowed for one file operation on a storage domain"
     )
     mount_timeout: float = option(number(1), 180.0, "Seconds allowed for one mount or umount")
+    volume_utilization_chunk_mb: int = option(
+        integer(128),
+        2560,
+        "MiB a thin volume on a block domain starts with when no initialSize is given",
+    )
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,13 @@ class Daemon:
                 io_timeout=cfg.sanlock.io_timeout,
             )
 
-        domains = DomainCache(repository, lock_factory, cfg.irs.process_pool_timeout, self.lvm)
+        domains = DomainCache(
+            repository,
+            lock_factory,
+            cfg.irs.process_pool_timeout,
+            self.lvm,
+            block_chunk=cfg.irs.volume_utilization_chunk_mb * 1024 * 1024,
+        )
         prober = Prober()
         self.storage_monitor = MonitorRegistry(
             produce=domains.produce,

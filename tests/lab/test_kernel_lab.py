@@ -94,9 +94,13 @@ def test_lab_tests_pass_in_the_kernel_lab(tmp_path: Path) -> None:
         guest_command("$LAB_OUT/junit.xml"),
     ]
     t0 = time.monotonic()
+    # The guest's /tmp (and the loop LUNs' backing files in it) is a tmpfs: the block
+    # storage flow writes a few hundred MiB of volume data there.
+    env = {**os.environ, "LAB_MEM": os.environ.get("LAB_MEM", "2048M")}
     proc = subprocess.Popen(
         argv,
         cwd=REPO,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

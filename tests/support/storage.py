@@ -100,7 +100,8 @@ class Site:
         config = {"irs": irs, "sanlock": {"io_timeout": "1"}}
         if watchdog_interval:
             config["spm"] = {"watchdog_interval": watchdog_interval}
-        config.update(extra or {})
+        for section, values in (extra or {}).items():
+            config.setdefault(section, {}).update(values)
         self.daemon = vdsmd(config)
         self.vdsm = Vdsm(self.daemon)
         self.sp = new_uuid()

@@ -39,6 +39,7 @@ from vdsm.storage.blockdomain import (
     special_lvs,
     write_metadata_tags,
 )
+from vdsm.storage.blockvolumestore import DEFAULT_CHUNK
 from vdsm.storage.domain import LockFactory
 from vdsm.system import mount
 from vdsm.system.lvm import VG, Lvm, LvmError, lv_path
@@ -135,6 +136,7 @@ async def create(
     max_hosts: int,
     lock_factory: LockFactory,
     op_timeout: float,
+    chunk: int = DEFAULT_CHUNK,
 ) -> BlockDomain:
     """Creates a block domain on a VG made by LVMVolumeGroup.create (named after the
     domain, tagged UNREADY, no LVs); answers it, metadata read."""
@@ -211,7 +213,12 @@ async def create(
         vg_uuid,
     )
     domain = BlockDomain(
-        sd_uuid, blocksd_dir / sd_uuid, lvm=lvm, lock_factory=lock_factory, op_timeout=op_timeout
+        sd_uuid,
+        blocksd_dir / sd_uuid,
+        lvm=lvm,
+        lock_factory=lock_factory,
+        op_timeout=op_timeout,
+        chunk=chunk,
     )
     await domain.refresh()
     await domain.activate_special_lvs()

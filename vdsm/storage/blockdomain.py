@@ -32,7 +32,7 @@ from vdsm import errors
 from vdsm.storage import constants as sc
 from vdsm.storage import metadata as md
 from vdsm.storage import sdmetadata
-from vdsm.storage.blockvolumestore import BlockVolumeStore, parse_tags
+from vdsm.storage.blockvolumestore import DEFAULT_CHUNK, BlockVolumeStore, parse_tags
 from vdsm.storage.domain import DomainLock, LockFactory
 from vdsm.storage.repository import DOMAIN_MD_DIR, METADATA
 from vdsm.system import mount
@@ -120,6 +120,7 @@ class BlockDomain:
         lvm: Lvm,
         lock_factory: LockFactory,
         op_timeout: float,
+        chunk: int = DEFAULT_CHUNK,
     ) -> None:
         self.sd_uuid = sd_uuid
         self.path = path
@@ -131,7 +132,7 @@ class BlockDomain:
         self._metadata: sdmetadata.DomainMetadata | None = None
         self._vg: VG | None = None
         self._writing = asyncio.Lock()
-        self.volumes = BlockVolumeStore(self)
+        self.volumes = BlockVolumeStore(self, chunk=chunk)
 
     def __repr__(self) -> str:
         return f"<BlockDomain {self.sd_uuid}>"
@@ -285,7 +286,10 @@ class BlockDomain:
 
     async def stats(self) -> dict[str, Any]:
         self.lvm.invalidate_vg(self.sd_uuid)
-        vg = await self._vg_now()
+        return await self.usage()
+
+    async def usage(self) -> dict[str, Any]:
+        vg = await self._vg_now()  # as refresh() last read it: the monitor just did
         return {
             "disktotal": str(vg.size),
             "diskfree": str(vg.free),

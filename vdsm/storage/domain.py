@@ -108,6 +108,11 @@ class StorageDomain(Protocol):
         """StorageDomain.getStats."""
         ...
 
+    async def usage(self) -> dict[str, Any]:
+        """The figures of stats() as of the last refresh() (the monitor's, which
+        refreshes right before: no second read of the storage)."""
+        ...
+
     async def images(self) -> list[str]:
         """The ids of the domain's images."""
         ...

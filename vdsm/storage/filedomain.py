@@ -182,6 +182,9 @@ class FileDomain:
         st = await self._run(os.statvfs, self.path)
         return st.f_frsize * st.f_blocks, st.f_frsize * st.f_bavail
 
+    async def usage(self) -> dict[str, Any]:
+        return await self.stats()
+
     async def stats(self) -> dict[str, Any]:
         total, free = await self.space()
         # File domains have no VG metadata area; upstream reports these constants.

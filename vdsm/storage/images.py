@@ -302,6 +302,7 @@ class Images:
                 activated(src.store, src.img, [src.vol]),
                 activated(dst.store, dst.img, [dst.vol]),
             ):
+                await self.volumes.fit(dst, src, whole_chain=False)
                 await qemuimg.convert(
                     str(src.data_path),
                     str(dst.data_path),
@@ -378,6 +379,7 @@ class VolumeCopier:
                     activated(src.store, src.img, [src.vol]),
                     activated(dst.store, dst.img, [dst.vol]),
                 ):
+                    await self.volumes.fit(dst, src, whole_chain=True)
                     await qemuimg.convert(
                         str(src.data_path),
                         str(dst.data_path),

@@ -58,9 +58,9 @@ class MonitoredDomain(Protocol):
         """Re-reads the metadata; answers the domain version."""
         ...
 
-    async def stats(self) -> dict[str, Any]:
-        """StorageDomain.getStats: disktotal, diskfree, and the VG metadata area's
-        mdasize, mdafree, mdavalid, mdathreshold."""
+    async def usage(self) -> dict[str, Any]:
+        """StorageDomain.getStats's figures (disktotal, diskfree, and the VG metadata
+        area's mdasize, mdafree, mdavalid, mdathreshold) as of the last refresh()."""
         ...
 
 
@@ -163,7 +163,7 @@ class DomainMonitor:
                 probe_timeout = self.interval * 0.8
                 status = replace(status, read_delay=await self._check_path(domain, probe_timeout))
                 status = replace(status, version=await domain.refresh())
-                stats = await domain.stats()
+                stats = await domain.usage()
                 status = replace(
                     status,
                     disk_total=int(stats["disktotal"]),

@@ -183,6 +183,15 @@ class Sdm:
         store = top.store
         try:
             async with activated(store, img, [top.vol]):  # top's chain holds base
+                if (
+                    base.store.drive_type == "block"
+                    and base.qemu_format == qemuimg.RAW
+                    and top.md.capacity > base.md.capacity
+                ):
+                    # a raw base LV grows before qemu-img can resize into it
+                    await base.store.resize_data(img, base.vol, top.md.capacity)
+                # a qcow2 base LV: room for what top brings (measured with its chain)
+                await self.volumes.fit(base, top, whole_chain=True)
                 if top.md.capacity > base.md.capacity:
                     await qemuimg.resize(str(base.data_path), top.md.capacity, fmt=base.qemu_format)
                 await qemuimg.commit(

@@ -17,6 +17,7 @@ from vdsm import errors
 from vdsm.storage import blockcreate, blockdomain, filedomain, sdmetadata
 from vdsm.storage import constants as sc
 from vdsm.storage.blockdomain import BlockDomain
+from vdsm.storage.blockvolumestore import DEFAULT_CHUNK
 from vdsm.storage.domain import StorageDomain
 from vdsm.storage.filedomain import FileDomain, LockFactory
 from vdsm.storage.mailbox import MailboxSettings
@@ -40,11 +41,13 @@ class DomainCache:
         lock_factory: LockFactory,
         op_timeout: float,
         lvm: Lvm | None = None,
+        block_chunk: int = DEFAULT_CHUNK,
     ):
         self.repository = repository
         self.lock_factory = lock_factory
         self.op_timeout = op_timeout
         self.lvm = lvm
+        self.block_chunk = block_chunk
         self._domains: dict[str, StorageDomain] = {}
 
     @property
@@ -67,6 +70,7 @@ class DomainCache:
                 lvm=self.lvm,
                 lock_factory=self.lock_factory,
                 op_timeout=self.op_timeout,
+                chunk=self.block_chunk,
             )
             await block.refresh()
             await block.activate_special_lvs()
@@ -162,6 +166,7 @@ class StorageService:
                 max_hosts=max_hosts,
                 lock_factory=self.domains.lock_factory,
                 op_timeout=self.domains.op_timeout,
+                chunk=self.domains.block_chunk,
             )
             self.domains.add(block)
             return

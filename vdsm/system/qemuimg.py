@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -140,6 +142,13 @@ async def check(path: str, *, fmt: str = QCOW2, timeout: float = DEFAULT_TIMEOUT
     return _json(await _run(argv, timeout=timeout))
 
 
+def _is_block_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 async def measure(
     path: str,
     *,
@@ -154,7 +163,10 @@ async def measure(
     if backing_chain:
         argv += ["-f", fmt, path]
     else:
-        spec = {"driver": fmt, "backing": None, "file": {"driver": "file", "filename": path}}
+        # qemu's "file" driver refuses block devices (an LV): they take "host_device"
+        is_device = await asyncio.to_thread(_is_block_device, path)
+        driver = "host_device" if is_device else "file"
+        spec = {"driver": fmt, "backing": None, "file": {"driver": driver, "filename": path}}
         argv.append("json:" + json.dumps(spec))
     return _json(await _run(argv, timeout=timeout))
 
