@@ -286,6 +286,23 @@ def test_spm_verbs_on_a_host_that_is_not_spm_are_654(setup):
     assert v.code("StorageDomain.setDescription", storagedomainID=setup.sd1, description="d") == 654
 
 
+def test_spm_start_with_a_max_host_id_out_of_range_is_1000(setup):
+    # maxHostID sizes the SPM mailbox: 1..2000, refused before any contention
+    for max_host_id in (0, 2001):
+        code = setup.vdsm.code(
+            "StoragePool.spmStart",
+            storagepoolID=setup.sp,
+            prevID=-1,
+            prevLver="-1",
+            enableScsiFencing="false",
+            maxHostID=max_host_id,
+        )
+        assert code == 1000
+    assert (
+        setup.vdsm.call("StoragePool.getSpmStatus", storagepoolID=setup.sp)["spmStatus"] == "Free"
+    )
+
+
 def test_unknown_tasks_are_401(setup):
     for verb in ("Task.getStatus", "Task.getInfo", "Task.clear", "Task.stop", "Task.revert"):
         assert setup.vdsm.code(verb, taskID=new_uuid()) == 401, verb
