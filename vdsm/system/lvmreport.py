@@ -61,6 +61,9 @@ class VG:
 
 @dataclass(frozen=True)
 class LV:
+    """An LV as a report shows it.  One the adapter added to its cache after its own
+    lvcreate has no uuid ("") and no segments until the next report."""
+
     vg_name: str
     name: str
     uuid: str
