@@ -14,6 +14,7 @@ vdsm/system/qemuimg.py) runs with the volume activated, which block domains need
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -378,9 +379,13 @@ class Volumes:
         if not rollback_declared:
             await task.add_recovery(*halfbaked_rollback(sd_uuid, img, vol, task.id))
         self.ensure_spm(spm)
+        timings: dict[str, float] = {}
+        started = time.monotonic()
         await store.start_volume(img, vol, task.id, md, initial_size)
+        timings["start"] = time.monotonic() - started
 
         async def data() -> None:
+            begun = time.monotonic()
             try:
                 async with activated(store, img, [vol]):
                     await self._make_data(domain, img, vol, capacity, fmt, alloc, parent)
@@ -389,11 +394,14 @@ class Volumes:
             except qemuimg.QemuImgError as e:
                 raise errors.VolumeCreationError(vol, e.err) from None
             await store.fix_permissions(img, vol)
+            timings["data"] = time.monotonic() - begun
 
         async def metadata_and_lease() -> None:
+            begun = time.monotonic()
             await store.create_metadata_and_lease(img, vol, md)
             lease = await store.lease(img, vol)
             await domain.lock.format_volume_lease(vol, lease.path, lease.offset)
+            timings["metadata and lease"] = time.monotonic() - begun
 
         # Independent files, and the rollback above removes all of them: the data and
         # the (ILLEGAL) metadata and lease are made side by side.
@@ -414,6 +422,8 @@ class Volumes:
         log.info(
             "created volume %s/%s/%s (%s %s, %d bytes)", sd_uuid, img, vol, fmt, alloc, capacity
         )
+        timings["total"] = time.monotonic() - started
+        log.debug("volume %s took %s", vol, ", ".join(f"{k} {v:.3f} s" for k, v in timings.items()))
 
     async def end_claim(self, task: Any, sd_uuid: str, img: str, vol: str) -> None:
         """The task is done with the volume it created: from here its rollback leaves

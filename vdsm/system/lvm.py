@@ -35,6 +35,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from vdsm.system.lvmreport import (  # noqa: F401  (re-exported: callers import them here)
     LV,
@@ -69,6 +70,12 @@ LV_FIELDS = "vg_name,lv_name,lv_uuid,lv_attr,lv_size,lv_tags,seg_start_pe,device
 # lv_attr of an LV we created (linear, writeable, inherited allocation), then active
 ATTR_INACTIVE = "-wi-------"
 ACTIVE_ATTR_INDEX = 4
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # a shared report whose every caller was cancelled: its outcome is not an error
+    if not task.cancelled():
+        task.exception()
 
 
 class LvmError(Exception):
@@ -199,13 +206,17 @@ class Lvm:
         self._loaded: dict[str, set[str]] = {}
         # bumped by every change: a report that started before a change is not cached
         self._generation = 0
+        # bumped when only the PV report goes (a udev event on a device): VG and LV
+        # reports read meanwhile stay good
+        self._pv_generation = 0
+        self._lvs_reads: dict[str, tuple[int, asyncio.Future[dict[str, LV]]]] = {}
         self.commands_run = 0
 
     @property
     def generation(self) -> int:
         """Changes whenever a command of ours changed LVM metadata or a cache was
         invalidated: whoever derives facts from devices can tell they may be stale."""
-        return self._generation
+        return self._generation + self._pv_generation
 
     @property
     def mode(self) -> str:
@@ -278,9 +289,9 @@ class Lvm:
     async def pvs(self) -> dict[str, PV]:
         """Every PV on the visible devices, by device path."""
         if self._pvs is None:
-            generation = self._generation
+            generation = self.generation
             pvs = parse_pvs(await self._report("pvs", PV_FIELDS, "pv"))
-            if generation != self._generation:
+            if generation != self.generation:
                 return pvs
             self._pvs = pvs
         return dict(self._pvs)
@@ -305,17 +316,33 @@ class Lvm:
         return vgs.get(name)
 
     async def lvs(self, vg_name: str) -> dict[str, LV]:
-        """The LVs of one VG, by name (raises LvmError if the VG is not visible)."""
+        """The LVs of one VG, by name (raises LvmError if the VG is not visible).
+        Callers that miss the cache together share one `lvs` (unless a change came
+        between: the later caller must see it)."""
         cached = self._lvs.get(vg_name)
-        if cached is None:
-            generation = self._generation
-            rows = await self._report("lvs", LV_FIELDS, "lv", vg_name)
-            cached = parse_lvs(rows)
-            if rows and rows[0].get("vg_extent_size"):
-                self._extent_sizes[vg_name] = int(rows[0]["vg_extent_size"])
-            if generation == self._generation:
-                self._lvs[vg_name] = cached
-        return dict(cached)
+        if cached is not None:
+            return dict(cached)
+        reading = self._lvs_reads.get(vg_name)
+        if reading is None or reading[0] != self._generation or reading[1].done():
+            task = asyncio.ensure_future(self._read_lvs(vg_name))
+            task.add_done_callback(_retrieve)
+            reading = (self._generation, task)
+            self._lvs_reads[vg_name] = reading
+        try:
+            return dict(await asyncio.shield(reading[1]))
+        finally:
+            if reading[1].done() and self._lvs_reads.get(vg_name) is reading:
+                del self._lvs_reads[vg_name]
+
+    async def _read_lvs(self, vg_name: str) -> dict[str, LV]:
+        generation = self._generation
+        rows = await self._report("lvs", LV_FIELDS, "lv", vg_name)
+        found = parse_lvs(rows)
+        if rows and rows[0].get("vg_extent_size"):
+            self._extent_sizes[vg_name] = int(rows[0]["vg_extent_size"])
+        if generation == self._generation:
+            self._lvs[vg_name] = found
+        return found
 
     async def lv(self, vg_name: str, lv_name: str) -> LV | None:
         """One LV; a miss re-reads the VG once (another host may have created it)."""
@@ -335,7 +362,7 @@ class Lvm:
 
     def invalidate_pvs(self) -> None:
         """Forget the PV report (another host may have created a PV or VG)."""
-        self._generation += 1
+        self._pv_generation += 1
         self._pvs = None
 
     def invalidate_lvs(self, vg_name: str) -> None:

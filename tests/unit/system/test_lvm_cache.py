@@ -181,3 +181,21 @@ def test_size_unknown_without_the_extent_size_drops_the_cache(fake: FakeLvm) -> 
         assert [c[0] for c in fake.calls()] == ["lvs"]
 
     asyncio.run(scenario())
+
+
+def test_callers_missing_the_cache_together_share_one_report(fake: FakeLvm) -> None:
+    async def scenario() -> None:
+        lvm = fake.adapter()
+        fake.state["sleep"] = 0.5
+        fake.save()
+        first = asyncio.create_task(lvm.lvs(VG))
+        await asyncio.sleep(0.2)
+        # a udev event on a PV meanwhile: the LV report stays good
+        lvm.invalidate_pvs()
+        second = await lvm.lvs(VG)
+        assert await first == second
+        assert [c[0] for c in fake.calls()] == ["lvs"]
+        await lvm.lvs(VG)  # and it was stored
+        assert fake.calls() == []
+
+    asyncio.run(scenario())
