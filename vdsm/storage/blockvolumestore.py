@@ -165,6 +165,22 @@ def write_slot(path: str, offset: int, data: bytes) -> None:
         os.close(fd)
 
 
+def write_head(path: str, data: bytes) -> None:
+    """`data` at the start of the device, direct and synchronous, padded with zeros to
+    whole 4 KiB blocks."""
+    size = -(-len(data) // 4096) * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+    try:
+        buf = mmap.mmap(-1, size)
+        try:
+            buf.write(data)
+            os.pwritev(fd, [buf], 0)
+        finally:
+            buf.close()
+    finally:
+        os.close(fd)
+
+
 def cleared_metadata() -> bytes:
     # what a deleted volume's slot holds: readers answer 757 MetadataCleared
     return b"NONE=" + b"#" * 500 + b"\nEOF\n"
@@ -376,6 +392,11 @@ class BlockVolumeStore:
                 await self._remove_lv(lv)
                 removed.append(name)
         return removed
+
+    async def write_image_head(self, img: str, vol: str, data: bytes) -> None:
+        """Writes a new image's first bytes (a qcow2 header and tables qemu-img made in
+        a scratch file) onto the volume's LV, which must be active."""
+        await self._io(write_head, str(self.data_path(img, vol)), data)
 
     async def fix_permissions(self, img: str, vol: str) -> None:
         return None  # udev owns the device node
