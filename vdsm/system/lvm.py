@@ -200,10 +200,12 @@ class Lvm:
         self._pvs: dict[str, PV] | None = None
         self._lvs: dict[str, dict[str, LV]] = {}
         self._extent_sizes: dict[str, int] = {}  # by VG name, from any report
-        # by VG: active LVs whose device-mapper table this process loaded (lvcreate -ay,
-        # lvchange -ay or --refresh) since the VG was last invalidated, so it matches
-        # their metadata: activating them again needs no refresh
-        self._loaded: dict[str, set[str]] = {}
+        # by VG: the active LVs whose device-mapper table this process loaded (lvcreate
+        # -ay, lvchange -ay or --refresh, lvextend), with the size they had then.  While
+        # the report still shows that size, the table matches the metadata and
+        # activating them again needs no refresh; another host's lvextend changes the
+        # size the next report shows, and the refresh happens then.
+        self._loaded: dict[str, dict[str, int]] = {}
         # bumped by every change: a report that started before a change is not cached
         self._generation = 0
         # bumped when only the PV report goes (a udev event on a device): VG and LV
@@ -358,7 +360,6 @@ class Lvm:
         self._vgs = None
         self._pvs = None
         self._lvs.pop(vg_name, None)
-        self._loaded.pop(vg_name, None)
 
     def invalidate_pvs(self) -> None:
         """Forget the PV report (another host may have created a PV or VG)."""
@@ -368,14 +369,12 @@ class Lvm:
     def invalidate_lvs(self, vg_name: str) -> None:
         self._generation += 1
         self._lvs.pop(vg_name, None)
-        self._loaded.pop(vg_name, None)
 
     def invalidate_all(self) -> None:
         self._generation += 1
         self._vgs = None
         self._pvs = None
         self._lvs.clear()
-        self._loaded.clear()
 
     async def _change(
         self,
@@ -414,11 +413,19 @@ class Lvm:
             self._lvs.pop(vg_name, None)
 
     def _mark_loaded(self, vg_name: str, names: Iterable[str], loaded: bool) -> None:
-        current = self._loaded.setdefault(vg_name, set())
-        if loaded:
-            current.update(names)
-        else:
-            current.difference_update(names)
+        """Records (or forgets) the tables of `names` as loaded at their cached size;
+        an LV the cache does not hold is forgotten (one refresh too many, never one
+        too few)."""
+        current = self._loaded.setdefault(vg_name, {})
+        cached = self._lvs.get(vg_name, {})
+        for name in names:
+            if loaded and name in cached:
+                current[name] = cached[name].size
+            else:
+                current.pop(name, None)
+
+    def _table_current(self, vg_name: str, lv: LV) -> bool:
+        return self._loaded.get(vg_name, {}).get(lv.name) == lv.size
 
     # -- PVs and VGs ---------------------------------------------------------------------
 
@@ -564,10 +571,13 @@ class Lvm:
             lvs[name] = replace(lvs[name], size=_round_up(size, extent))
             return True
 
-        # an active LV gets its new table from lvextend itself
         await self._change(
             vg_name, "lvextend", "-L", _mib(size), f"{vg_name}/{name}", update=extended
         )
+        grown = self._lvs.get(vg_name, {}).get(name)
+        if grown is not None and grown.active:
+            # an active LV gets its new table from lvextend itself
+            self._mark_loaded(vg_name, [name], True)
 
     async def rename_lv(self, vg_name: str, old: str, new: str) -> None:
         def renamed(lvs: dict[str, LV]) -> bool:
@@ -595,14 +605,17 @@ class Lvm:
 
     async def activate(self, vg_name: str, names: Sequence[str]) -> None:
         """Makes /dev/<vg>/<lv> usable; refreshes LVs already active (another host may
-        have extended them), except those whose table this process loaded since it
-        last re-read the VG."""
+        have extended them), except those whose table this process loaded at the size
+        the report still shows."""
         if not self.device_mapper:
             raise LvmUnavailable(["lvchange", "-ay", *names], None, "no device-mapper")
         lvs = await self.lvs(vg_name)
-        loaded = self._loaded.get(vg_name, set())
         inactive = [n for n in names if n not in lvs or not lvs[n].active]
-        stale = [n for n in names if n in lvs and lvs[n].active and n not in loaded]
+        stale = [
+            n
+            for n in names
+            if n in lvs and lvs[n].active and not self._table_current(vg_name, lvs[n])
+        ]
 
         def activated(targets: list[str]) -> LvUpdate:
             def update(lvs: dict[str, LV]) -> bool:

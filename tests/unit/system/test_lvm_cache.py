@@ -111,23 +111,40 @@ def test_a_created_volume_is_known_without_a_report(fake: FakeLvm) -> None:
 
 def test_an_lv_active_before_us_is_refreshed(fake: FakeLvm) -> None:
     """Active already when we first read the VG: another host may have extended it, so
-    activation refreshes it (once: from then on its table is ours)."""
+    activation refreshes it; from then on only when a report shows a new size."""
 
     async def scenario() -> None:
         lvm = fake.adapter()
+        refresh = [["lvs", "--reportformat"], ["lvchange", "--refresh"]]
         await lvm.activate(VG, ["metadata"])
-        assert [c[:2] for c in fake.calls()] == [
-            ["lvs", "--reportformat"],
-            ["lvchange", "--refresh"],
-        ]
+        assert [c[:2] for c in fake.calls()] == refresh
         await lvm.activate(VG, ["metadata"])
         assert fake.calls() == []
-        lvm.invalidate_vg(VG)  # another host may have changed it: refresh again
+        # re-read (the domain monitor does it every few seconds): the same size
+        lvm.invalidate_vg(VG)
         await lvm.activate(VG, ["metadata"])
-        assert [c[:2] for c in fake.calls()] == [
-            ["lvs", "--reportformat"],
-            ["lvchange", "--refresh"],
-        ]
+        assert [c[:2] for c in fake.calls()] == [["lvs", "--reportformat"]]
+        # another host extended it: the next report shows it, and the table follows
+        fake.state["lvs"]["metadata"][1] = 2 * EXTENT  # type: ignore[index]
+        fake.save()
+        lvm.invalidate_vg(VG)
+        await lvm.activate(VG, ["metadata"])
+        assert [c[:2] for c in fake.calls()] == refresh
+
+    asyncio.run(scenario())
+
+
+def test_a_new_volume_survives_a_re_read_without_refresh(fake: FakeLvm) -> None:
+    async def scenario() -> None:
+        lvm = fake.adapter()
+        await lvm.lvs(VG)
+        await lvm.create_lv(VG, "vol", 71 * MiB, activate=True)
+        fake.state["lvs"]["vol"] = ["-wi-a-----", EXTENT, []]  # type: ignore[index]
+        fake.save()
+        lvm.invalidate_vg(VG)
+        fake.calls()
+        await lvm.activate(VG, ["vol"])
+        assert [c[0] for c in fake.calls()] == ["lvs"]
 
     asyncio.run(scenario())
 
