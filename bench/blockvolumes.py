@@ -218,7 +218,10 @@ def report(figures: dict[str, Any] | str) -> list[tuple[str, bool, str]]:
         f"{figures['create_ms']:.0f} ms per volume; bare lvcreate -ay + lvchange -an --deltag "
         f"on the same VG: {figures['bare_ms']:.0f} ms; ratio {ratio:.2f}"
     )
-    print(f"  lvm commands per Volume.create: {commands}")
+    print(
+        f"  lvm commands per Volume.create (the domain monitor's re-reads every 10 s "
+        f"included): {commands}"
+    )
     print("  (QEMU TCG guest: everything runs 20-30x slower than on a host, both sides alike)")
     return [
         (

@@ -13,13 +13,9 @@ vdsm/system/qemuimg.py) runs with the volume activated, which block domains need
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import shutil
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from vdsm import errors
@@ -27,6 +23,7 @@ from vdsm.storage import constants as sc
 from vdsm.storage import volmeta
 from vdsm.storage.blockvolumestore import BlockVolumeStore
 from vdsm.storage.domain import StorageDomain
+from vdsm.storage.qcow2heads import Qcow2Heads
 from vdsm.storage.service import StorageService
 from vdsm.storage.volmeta import VolumeMetadata
 from vdsm.storage.volume import (
@@ -47,6 +44,7 @@ class Volumes:
     def __init__(self, storage: StorageService, *, qemu_timeout: float = 60.0) -> None:
         self.storage = storage
         self.qemu_timeout = qemu_timeout
+        self._qcow2_heads = Qcow2Heads(timeout=qemu_timeout)
         storage.rollbacks.register(ROLLBACK_MODULE, "remove_halfbaked", self._rollback_create)
         storage.rollbacks.register(ROLLBACK_MODULE, "set_voltype", self._rollback_voltype)
         storage.rollbacks.register(ROLLBACK_MODULE, "set_capacity", self._rollback_capacity)
@@ -396,7 +394,11 @@ class Volumes:
             # makes them in a scratch file while lvcreate runs, then one direct write
             # puts them on the LV (instead of qemu-img's start-up after the lvcreate).
             async def stage() -> None:
-                staged.append(await self._staged_qcow2(vol, capacity, domain))
+                compat = "1.1" if domain.metadata.version >= 4 else "0.10"
+                try:
+                    staged.append(await self._qcow2_heads.get(capacity, compat))
+                except qemuimg.QemuImgError as e:
+                    raise errors.VolumeCreationError(vol, e.err) from None
 
             await together(store.start_volume(img, vol, task.id, md, initial_size), stage())
         else:
@@ -452,27 +454,6 @@ class Volumes:
         the volume alone (call last, when nothing of the task can fail any more)."""
         domain = await self.domain(sd_uuid)
         await domain.volumes.end_claim(img, vol, task.id)
-
-    async def _staged_qcow2(self, vol: str, capacity: int, domain: StorageDomain) -> bytes:
-        """The bytes of a new empty qcow2 image of that capacity, made by qemu-img in a
-        scratch directory."""
-        compat = "1.1" if domain.metadata.version >= 4 else "0.10"
-        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="vdsm-qcow2-"))
-        try:
-            path = scratch / vol
-            try:
-                await qemuimg.create(
-                    str(path),
-                    fmt=qemuimg.QCOW2,
-                    size=capacity,
-                    compat=compat,
-                    timeout=self.qemu_timeout,
-                )
-            except qemuimg.QemuImgError as e:
-                raise errors.VolumeCreationError(vol, e.err) from None
-            return await asyncio.to_thread(path.read_bytes)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     async def _make_data(
         self,
