@@ -412,15 +412,18 @@ class Lvm:
         if cached is not None and not update(cached):
             self._lvs.pop(vg_name, None)
 
-    def _mark_loaded(self, vg_name: str, names: Iterable[str], loaded: bool) -> None:
-        """Records (or forgets) the tables of `names` as loaded at their cached size;
-        an LV the cache does not hold is forgotten (one refresh too many, never one
-        too few)."""
+    def _mark_loaded(
+        self, vg_name: str, names: Iterable[str], loaded: bool, sizes: dict[str, int] | None = None
+    ) -> None:
+        """Records (or forgets) the tables of `names` as loaded at their size: from
+        `sizes`, else from the cache; an LV of unknown size is forgotten (one refresh
+        too many, never one too few)."""
         current = self._loaded.setdefault(vg_name, {})
-        cached = self._lvs.get(vg_name, {})
+        known = {n: lv.size for n, lv in self._lvs.get(vg_name, {}).items()}
+        known.update(sizes or {})
         for name in names:
-            if loaded and name in cached:
-                current[name] = cached[name].size
+            if loaded and name in known:
+                current[name] = known[name]
             else:
                 current.pop(name, None)
 
@@ -525,7 +528,9 @@ class Lvm:
 
         await self._change(vg_name, "lvcreate", *args, update=created)
         if activate:
-            self._mark_loaded(vg_name, [name], True)
+            extent = self._extent_sizes.get(vg_name)
+            sizes = {name: _round_up(size, extent)} if extent else None
+            self._mark_loaded(vg_name, [name], True, sizes)
 
     async def change_lv_tags(
         self,
@@ -574,10 +579,12 @@ class Lvm:
         await self._change(
             vg_name, "lvextend", "-L", _mib(size), f"{vg_name}/{name}", update=extended
         )
-        grown = self._lvs.get(vg_name, {}).get(name)
-        if grown is not None and grown.active:
+        extent = self._extent_sizes.get(vg_name)
+        if lv is not None and lv.active and extent:
             # an active LV gets its new table from lvextend itself
-            self._mark_loaded(vg_name, [name], True)
+            self._mark_loaded(vg_name, [name], True, {name: _round_up(size, extent)})
+        else:
+            self._mark_loaded(vg_name, [name], False)
 
     async def rename_lv(self, vg_name: str, old: str, new: str) -> None:
         def renamed(lvs: dict[str, LV]) -> bool:
@@ -637,7 +644,7 @@ class Lvm:
                 update=activated(inactive),
                 metadata=False,
             )
-            self._mark_loaded(vg_name, inactive, True)
+            self._mark_loaded(vg_name, inactive, True, {n: lvs[n].size for n in lvs})
         if stale:
             await self._change(
                 vg_name,
@@ -647,7 +654,7 @@ class Lvm:
                 update=activated(stale),
                 metadata=False,
             )
-            self._mark_loaded(vg_name, stale, True)
+            self._mark_loaded(vg_name, stale, True, {n: lvs[n].size for n in lvs})
 
     async def deactivate(self, vg_name: str, names: Sequence[str]) -> None:
         if not self.device_mapper or not names:

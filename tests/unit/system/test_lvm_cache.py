@@ -216,3 +216,21 @@ def test_callers_missing_the_cache_together_share_one_report(fake: FakeLvm) -> N
         assert fake.calls() == []
 
     asyncio.run(scenario())
+
+
+def test_a_volume_created_while_the_cache_was_dropped_needs_no_refresh(fake: FakeLvm) -> None:
+    """The domain monitor drops the cache at any moment: the new LV's table is still
+    known to be ours, at the size LVM gives it."""
+
+    async def scenario() -> None:
+        lvm = fake.adapter()
+        await lvm.lvs(VG)  # the extent size is known from here on
+        lvm.invalidate_vg(VG)
+        await lvm.create_lv(VG, "vol", 71 * MiB, activate=True)
+        fake.state["lvs"]["vol"] = ["-wi-a-----", EXTENT, []]  # type: ignore[index]
+        fake.save()
+        fake.calls()
+        await lvm.activate(VG, ["vol"])
+        assert [c[0] for c in fake.calls()] == ["lvs"]
+
+    asyncio.run(scenario())
