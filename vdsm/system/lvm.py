@@ -38,6 +38,7 @@ from dataclasses import replace
 from typing import Any
 
 from vdsm.system.lvmreport import (  # noqa: F401  (re-exported: callers import them here)
+    ATTR_INACTIVE,
     LV,
     PV,
     VG,
@@ -46,6 +47,9 @@ from vdsm.system.lvmreport import (  # noqa: F401  (re-exported: callers import 
     parse_lvs,
     parse_pvs,
     parse_vgs,
+    round_up_to_extent,
+    with_active,
+    with_tags,
 )
 
 log = logging.getLogger("vdsm.system.lvm")
@@ -67,9 +71,6 @@ VG_FIELDS = (
 )
 # vg_extent_size: what LVM rounds a new or extended LV up to, for the in-place updates
 LV_FIELDS = "vg_name,lv_name,lv_uuid,lv_attr,lv_size,lv_tags,seg_start_pe,devices,vg_extent_size"
-# lv_attr of an LV we created (linear, writeable, inherited allocation), then active
-ATTR_INACTIVE = "-wi-------"
-ACTIVE_ATTR_INDEX = 4
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -146,25 +147,6 @@ class DuplicateVG(LvmError):
 def _mib(size: int) -> str:
     """LVM sizes in whole MiB (it refuses sizes that are not multiples of 512)."""
     return f"{-(-size // MiB)}m"
-
-
-def _round_up(size: int, extent: int) -> int:
-    """The size LVM gives an LV asked for `size` bytes: whole MiB, then whole extents."""
-    size = -(-size // MiB) * MiB
-    return -(-size // extent) * extent
-
-
-def _with_active(lv: LV, active: bool) -> LV:
-    attr = lv.attr.ljust(len(ATTR_INACTIVE), "-")
-    flag = "a" if active else "-"
-    return replace(lv, attr=attr[:ACTIVE_ATTR_INDEX] + flag + attr[ACTIVE_ATTR_INDEX + 1 :])
-
-
-def _with_tags(lv: LV, add: Iterable[str], remove: Iterable[str]) -> LV:
-    gone = set(remove)
-    tags = [t for t in lv.tags if t not in gone]
-    tags += [t for t in add if t not in tags]
-    return replace(lv, tags=tuple(tags))
 
 
 # An in-place update of one VG's cached LVs after our own command succeeded; answers
@@ -522,14 +504,14 @@ class Lvm:
             extent = self._extent_sizes.get(vg_name)
             if extent is None:
                 return False
-            lv = LV(vg_name, name, "", ATTR_INACTIVE, _round_up(size, extent), tuple(tags))
-            lvs[name] = _with_active(lv, activate)
+            lv = LV(vg_name, name, "", ATTR_INACTIVE, round_up_to_extent(size, extent), tuple(tags))
+            lvs[name] = with_active(lv, activate)
             return True
 
         await self._change(vg_name, "lvcreate", *args, update=created)
         if activate:
             extent = self._extent_sizes.get(vg_name)
-            sizes = {name: _round_up(size, extent)} if extent else None
+            sizes = {name: round_up_to_extent(size, extent)} if extent else None
             self._mark_loaded(vg_name, [name], True, sizes)
 
     async def change_lv_tags(
@@ -555,8 +537,8 @@ class Lvm:
         def changed(lvs: dict[str, LV]) -> bool:
             if name not in lvs:
                 return False
-            lv = _with_tags(lvs[name], add, remove)
-            lvs[name] = _with_active(lv, False) if deactivate else lv
+            lv = with_tags(lvs[name], add, remove)
+            lvs[name] = with_active(lv, False) if deactivate else lv
             return True
 
         await self._change(vg_name, "lvchange", *args, f"{vg_name}/{name}", update=changed)
@@ -573,7 +555,7 @@ class Lvm:
             extent = self._extent_sizes.get(vg_name)
             if name not in lvs or extent is None:
                 return False
-            lvs[name] = replace(lvs[name], size=_round_up(size, extent))
+            lvs[name] = replace(lvs[name], size=round_up_to_extent(size, extent))
             return True
 
         await self._change(
@@ -582,7 +564,7 @@ class Lvm:
         extent = self._extent_sizes.get(vg_name)
         if lv is not None and lv.active and extent:
             # an active LV gets its new table from lvextend itself
-            self._mark_loaded(vg_name, [name], True, {name: _round_up(size, extent)})
+            self._mark_loaded(vg_name, [name], True, {name: round_up_to_extent(size, extent)})
         else:
             self._mark_loaded(vg_name, [name], False)
 
@@ -629,7 +611,7 @@ class Lvm:
                 if any(n not in lvs for n in targets):
                     return False
                 for n in targets:
-                    lvs[n] = _with_active(lvs[n], True)
+                    lvs[n] = with_active(lvs[n], True)
                 return True
 
             return update
@@ -663,7 +645,7 @@ class Lvm:
         def deactivated(lvs: dict[str, LV]) -> bool:
             for n in names:
                 if n in lvs:
-                    lvs[n] = _with_active(lvs[n], False)
+                    lvs[n] = with_active(lvs[n], False)
             return True
 
         await self._change(
