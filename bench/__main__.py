@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import blockvolumes as bench_blockvolumes
 from bench import devices as bench_devices
 from bench import images as bench_images
 from bench import load
@@ -198,6 +199,7 @@ def main() -> int:
     images = bench_images.run(vdsmd, args.quick)
     network = bench_network.run(args.quick)
     network_lab = None if args.quick else bench_network.run_lab()
+    block_volumes = None if args.quick else bench_blockvolumes.run_lab()
     virt = bench_virt.run(vdsmd, args.quick)
     devices = bench_devices.run(vdsmd, args.quick)
 
@@ -301,6 +303,9 @@ def main() -> int:
     print()
     checks += bench_network.report(network, network_lab)
     print()
+    if block_volumes is not None:
+        checks += bench_blockvolumes.report(block_volumes)
+        print()
     for name, ok, value in checks:
         print(f"[{'met ' if ok else 'MISS'}] {name}: {value}")
     return 0

@@ -135,3 +135,62 @@ def test_metadata_only_mode_refuses_activation(
             await lvm_.activate("vg", ["lv"])
 
     asyncio.run(scenario())
+
+
+def _facts(lvs: dict[str, lvm.LV]) -> dict[str, tuple[int, frozenset[str], bool]]:
+    """What the in-place cache updates keep (uuid and segments wait for a report)."""
+    return {n: (lv.size, frozenset(lv.tags), lv.active) for n, lv in lvs.items()}
+
+
+def test_own_changes_update_the_cache_as_a_report_would(
+    loop_device: Callable[[int | str], LoopDevice],
+) -> None:
+    dev = loop_device("1g")
+    name = unique_name("_")
+
+    async def scenario() -> None:
+        lvm_ = adapter(dev)
+        await lvm_.create_pvs([dev.path], metadata_size=8 * MiB)
+        await lvm_.create_vg(name, [dev.path], extent_size=8 * MiB)
+        await lvm_.create_lv(name, "keep", 8 * MiB)
+        assert "keep" in await lvm_.lvs(name)  # cached from here on
+
+        async def same_as_a_report() -> None:
+            cached = await lvm_.lvs(name)
+            fresh = await adapter(dev).lvs(name)
+            assert _facts(cached) == _facts(fresh)
+
+        async def no_command(coro: object) -> None:
+            before = lvm_.commands_run
+            await coro  # type: ignore[misc]
+            assert lvm_.commands_run == before, "a lookup after our own change ran lvm"
+
+        steps = [
+            lvm_.create_lv(name, "vol", 9 * MiB + 1, tags=["IU_img", "MD_1", "OVIRT_X"]),
+            lvm_.change_lv_tags(name, "vol", add=["PU_p"], remove=["OVIRT_X", "MD_1"]),
+            lvm_.extend_lv(name, "vol", 33 * MiB),
+            lvm_.rename_lv(name, "vol", "vol2"),
+            lvm_.remove_lvs(name, ["vol2"]),
+        ]
+        for step in steps:
+            before = lvm_.commands_run
+            await step
+            assert lvm_.commands_run == before + 1
+            await no_command(lvm_.lvs(name))
+            await same_as_a_report()
+        vol = await lvm_.lv(name, "keep")
+        assert vol is not None and vol.size == 8 * MiB
+        # the rule for lookups by name still holds: a miss re-reads the VG once
+        before = lvm_.commands_run
+        assert await lvm_.lv(name, "vol2") is None
+        assert lvm_.commands_run == before + 1
+
+        # a failed change leaves nothing cached to trust
+        with pytest.raises(LvmError):
+            await lvm_.create_lv(name, "too-big", 4096 * MiB)
+        before = lvm_.commands_run
+        await same_as_a_report()
+        assert lvm_.commands_run == before + 1  # re-read
+        await lvm_.remove_vg(name)
+
+    asyncio.run(scenario())

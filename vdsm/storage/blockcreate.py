@@ -170,6 +170,8 @@ async def create(
         for name, size in special_lv_sizes(version, alignment).items():
             await lvm.create_lv(sd_uuid, name, size)
             created.append(name)
+        # the cache knows the LVs we made but not where LVM put them: a fresh report
+        lvm.invalidate_lvs(sd_uuid)
         lvs = await lvm.lvs(sd_uuid)
         pvs = await lvm.pvs()
         metadata_pv = lvs[METADATA].segments[0][0]

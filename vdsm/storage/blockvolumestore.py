@@ -165,6 +165,22 @@ def write_slot(path: str, offset: int, data: bytes) -> None:
         os.close(fd)
 
 
+def write_head(path: str, data: bytes) -> None:
+    """`data` at the start of the device, direct and synchronous, padded with zeros to
+    whole 4 KiB blocks."""
+    size = -(-len(data) // 4096) * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+    try:
+        buf = mmap.mmap(-1, size)
+        try:
+            buf.write(data)
+            os.pwritev(fd, [buf], 0)
+        finally:
+            buf.close()
+    finally:
+        os.close(fd)
+
+
 def cleared_metadata() -> bytes:
     # what a deleted volume's slot holds: readers answer 757 MetadataCleared
     return b"NONE=" + b"#" * 500 + b"\nEOF\n"
@@ -178,6 +194,8 @@ class BlockVolumeStore:
         self.chunk = chunk
         self._slots = asyncio.Lock()
         self._active: dict[str, int] = {}  # LV name -> activations not yet undone
+        # LVs start_volume created active whose activation end_claim undoes
+        self._creating: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<BlockVolumeStore {self.sd}>"
@@ -283,8 +301,11 @@ class BlockVolumeStore:
         return bool(await self._image_lvs(img))
 
     async def volume_exists(self, img: str, vol: str) -> bool:
-        # LV names are unique in the VG: an id taken in another image is taken
-        return await self._lvm(self.lvm.lv(self.sd, vol)) is not None
+        """LV names are unique in the VG: an id taken in another image is taken.  The
+        cached report answers (no re-read on a miss): only the SPM creates volume LVs,
+        and should another host have made one, lvcreate itself refuses the name
+        (start_volume answers VolumeAlreadyExists)."""
+        return vol in await self._lvm(self.lvm.lvs(self.sd))
 
     # -- creation ------------------------------------------------------------------------
 
@@ -307,21 +328,50 @@ class BlockVolumeStore:
                 TAG_INITIALIZING,
                 f"{TAG_CLAIM}{token}",
             ]
+            # created active where the data path exists: qemu-img writes it next, and
+            # end_claim deactivates it in the lvchange that removes the claim
+            active = self.lvm.device_mapper
             try:
-                await self.lvm.create_lv(self.sd, vol, size, tags=tags)
+                await self.lvm.create_lv(self.sd, vol, size, tags=tags, activate=active)
             except LvmError as e:
                 log.error("cannot create LV %s/%s: %s", self.sd, vol, e)
+                if "already exists" in e.err:
+                    raise errors.VolumeAlreadyExists(vol) from None
                 # lvcreate may fail after making the LV: the rollback finds it by claim
                 raise errors.CannotCreateLogicalVolume(vol, e.err) from None
+            if active:
+                self._active[vol] = self._active.get(vol, 0) + 1
+                self._creating.add(vol)
 
     async def create_metadata_and_lease(self, img: str, vol: str, md: VolumeMetadata) -> None:
         # the lease area is part of the `leases` LV: the caller formats it there
         await self.write_metadata(img, vol, md)
 
     async def end_claim(self, img: str, vol: str, token: str) -> None:
-        await self._lvm(
-            self.lvm.change_lv_tags(self.sd, vol, remove=[TAG_INITIALIZING, f"{TAG_CLAIM}{token}"])
-        )
+        """The claim and INITIALIZING tags go; the activation start_volume made is
+        undone by the same lvchange when nothing else still uses the LV."""
+        deactivate = False
+        if vol in self._creating:
+            self._creating.discard(vol)
+            left = self._active.get(vol, 0) - 1
+            if left > 0:
+                self._active[vol] = left
+            else:
+                self._active.pop(vol, None)
+                deactivate = True
+        tags = [TAG_INITIALIZING, f"{TAG_CLAIM}{token}"]
+        try:
+            await self.lvm.change_lv_tags(self.sd, vol, remove=tags, deactivate=deactivate)
+        except LvmError as e:
+            if not deactivate:
+                raise errors.LVMCommandError(self.sd, str(e)) from None
+            # LVM changes the tags before the activation: an LV left active (still open)
+            # has its claim removed all the same, which is all this step must do
+            self.lvm.invalidate_lvs(self.sd)
+            lv = await self._lvm(self.lvm.lv(self.sd, vol))
+            if lv is None or any(t in lv.tags for t in tags):
+                raise errors.LVMCommandError(self.sd, str(e)) from None
+            log.warning("cannot deactivate %s in %s: %s", vol, self.sd, e)
 
     async def remove_claimed(self, img: str, vol: str, token: str) -> bool:
         self.lvm.invalidate_lvs(self.sd)
@@ -342,6 +392,11 @@ class BlockVolumeStore:
                 await self._remove_lv(lv)
                 removed.append(name)
         return removed
+
+    async def write_image_head(self, img: str, vol: str, data: bytes) -> None:
+        """Writes a new image's first bytes (a qcow2 header and tables qemu-img made in
+        a scratch file) onto the volume's LV, which must be active."""
+        await self._io(write_head, str(self.data_path(img, vol)), data)
 
     async def fix_permissions(self, img: str, vol: str) -> None:
         return None  # udev owns the device node
@@ -385,6 +440,7 @@ class BlockVolumeStore:
             names = list(await self._image_lvs(img))
             for name in names:
                 self._active.pop(name, None)
+                self._creating.discard(name)
             idle = names
         else:
             try:
@@ -450,6 +506,7 @@ class BlockVolumeStore:
     async def _remove_lv(self, lv: LV) -> None:
         slot = parse_tags(lv.tags).slot
         self._active.pop(lv.name, None)
+        self._creating.discard(lv.name)
         try:
             await self.lvm.deactivate(self.sd, [lv.name])
         except LvmError as e:

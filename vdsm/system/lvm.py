@@ -9,7 +9,11 @@ this adapter follows three rules upstream VDSM learned the hard way:
   sense on shared storage (the devices file, metadata backups, lvmpolld, monitoring).
 * Reports are cached.  `vgs`/`lvs`/`pvs` are read once and kept until a command of
   ours changes the VG (or the caller invalidates it because another host may have);
-  a verb never rescans.  A report that raced one of our changes is not stored.
+  a verb never rescans.  A report that raced one of our changes is not stored.  After
+  our own successful LV changes (create, tags, activation, extend, rename, remove) the
+  cached LV report is updated in place rather than dropped: what the command did is
+  known, so the lookup that follows needs no `lvs` (an LV we created has no uuid and
+  no segments in the cache until the next report: callers needing those invalidate).
 * Reports are retried.  Another host (the SPM) may be rewriting a VG's metadata while
   we read it; LVM then fails the read.  Read-only commands are retried a few times,
   changes never are (they are not idempotent).
@@ -30,8 +34,11 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
 
 from vdsm.system.lvmreport import (  # noqa: F401  (re-exported: callers import them here)
+    ATTR_INACTIVE,
     LV,
     PV,
     VG,
@@ -40,6 +47,9 @@ from vdsm.system.lvmreport import (  # noqa: F401  (re-exported: callers import 
     parse_lvs,
     parse_pvs,
     parse_vgs,
+    round_up_to_extent,
+    with_active,
+    with_tags,
 )
 
 log = logging.getLogger("vdsm.system.lvm")
@@ -59,7 +69,14 @@ VG_FIELDS = (
     "vg_name,vg_uuid,vg_attr,vg_size,vg_free,vg_extent_size,vg_extent_count,"
     "vg_free_count,vg_tags,vg_mda_size,vg_mda_free,lv_count,pv_count,pv_name"
 )
-LV_FIELDS = "vg_name,lv_name,lv_uuid,lv_attr,lv_size,lv_tags,seg_start_pe,devices"
+# vg_extent_size: what LVM rounds a new or extended LV up to, for the in-place updates
+LV_FIELDS = "vg_name,lv_name,lv_uuid,lv_attr,lv_size,lv_tags,seg_start_pe,devices,vg_extent_size"
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # a shared report whose every caller was cancelled: its outcome is not an error
+    if not task.cancelled():
+        task.exception()
 
 
 class LvmError(Exception):
@@ -132,6 +149,11 @@ def _mib(size: int) -> str:
     return f"{-(-size // MiB)}m"
 
 
+# An in-place update of one VG's cached LVs after our own command succeeded; answers
+# False when it cannot tell what the command did (the cache is then dropped).
+LvUpdate = Callable[[dict[str, LV]], bool]
+
+
 def _tag_args(option: str, tags: Iterable[str]) -> list[str]:
     args: list[str] = []
     for tag in tags:
@@ -159,15 +181,26 @@ class Lvm:
         self._duplicate_vgs: set[str] = set()
         self._pvs: dict[str, PV] | None = None
         self._lvs: dict[str, dict[str, LV]] = {}
+        self._extent_sizes: dict[str, int] = {}  # by VG name, from any report
+        # by VG: the active LVs whose device-mapper table this process loaded (lvcreate
+        # -ay, lvchange -ay or --refresh, lvextend), with the size they had then.  While
+        # the report still shows that size, the table matches the metadata and
+        # activating them again needs no refresh; another host's lvextend changes the
+        # size the next report shows, and the refresh happens then.
+        self._loaded: dict[str, dict[str, int]] = {}
         # bumped by every change: a report that started before a change is not cached
         self._generation = 0
+        # bumped when only the PV report goes (a udev event on a device): VG and LV
+        # reports read meanwhile stay good
+        self._pv_generation = 0
+        self._lvs_reads: dict[str, tuple[int, asyncio.Future[dict[str, LV]]]] = {}
         self.commands_run = 0
 
     @property
     def generation(self) -> int:
         """Changes whenever a command of ours changed LVM metadata or a cache was
         invalidated: whoever derives facts from devices can tell they may be stale."""
-        return self._generation
+        return self._generation + self._pv_generation
 
     @property
     def mode(self) -> str:
@@ -240,9 +273,9 @@ class Lvm:
     async def pvs(self) -> dict[str, PV]:
         """Every PV on the visible devices, by device path."""
         if self._pvs is None:
-            generation = self._generation
+            generation = self.generation
             pvs = parse_pvs(await self._report("pvs", PV_FIELDS, "pv"))
-            if generation != self._generation:
+            if generation != self.generation:
                 return pvs
             self._pvs = pvs
         return dict(self._pvs)
@@ -252,6 +285,8 @@ class Lvm:
         if self._vgs is None:
             generation = self._generation
             vgs, duplicates = parse_vgs(await self._report("vgs", VG_FIELDS, "vg"))
+            for vg in vgs.values():
+                self._extent_sizes[vg.name] = vg.extent_size
             if generation != self._generation:
                 return vgs
             self._vgs, self._duplicate_vgs = vgs, duplicates
@@ -265,14 +300,33 @@ class Lvm:
         return vgs.get(name)
 
     async def lvs(self, vg_name: str) -> dict[str, LV]:
-        """The LVs of one VG, by name (raises LvmError if the VG is not visible)."""
+        """The LVs of one VG, by name (raises LvmError if the VG is not visible).
+        Callers that miss the cache together share one `lvs` (unless a change came
+        between: the later caller must see it)."""
         cached = self._lvs.get(vg_name)
-        if cached is None:
-            generation = self._generation
-            cached = parse_lvs(await self._report("lvs", LV_FIELDS, "lv", vg_name))
-            if generation == self._generation:
-                self._lvs[vg_name] = cached
-        return dict(cached)
+        if cached is not None:
+            return dict(cached)
+        reading = self._lvs_reads.get(vg_name)
+        if reading is None or reading[0] != self._generation or reading[1].done():
+            task = asyncio.ensure_future(self._read_lvs(vg_name))
+            task.add_done_callback(_retrieve)
+            reading = (self._generation, task)
+            self._lvs_reads[vg_name] = reading
+        try:
+            return dict(await asyncio.shield(reading[1]))
+        finally:
+            if reading[1].done() and self._lvs_reads.get(vg_name) is reading:
+                del self._lvs_reads[vg_name]
+
+    async def _read_lvs(self, vg_name: str) -> dict[str, LV]:
+        generation = self._generation
+        rows = await self._report("lvs", LV_FIELDS, "lv", vg_name)
+        found = parse_lvs(rows)
+        if rows and rows[0].get("vg_extent_size"):
+            self._extent_sizes[vg_name] = int(rows[0]["vg_extent_size"])
+        if generation == self._generation:
+            self._lvs[vg_name] = found
+        return found
 
     async def lv(self, vg_name: str, lv_name: str) -> LV | None:
         """One LV; a miss re-reads the VG once (another host may have created it)."""
@@ -291,7 +345,7 @@ class Lvm:
 
     def invalidate_pvs(self) -> None:
         """Forget the PV report (another host may have created a PV or VG)."""
-        self._generation += 1
+        self._pv_generation += 1
         self._pvs = None
 
     def invalidate_lvs(self, vg_name: str) -> None:
@@ -304,16 +358,59 @@ class Lvm:
         self._pvs = None
         self._lvs.clear()
 
-    async def _change(self, vg_name: str | None, command: str, *args: str) -> None:
-        """A command that changes LVM metadata; the cache of what it touched goes."""
+    async def _change(
+        self,
+        vg_name: str | None,
+        command: str,
+        *args: str,
+        update: LvUpdate | None = None,
+        metadata: bool = True,
+    ) -> None:
+        """A command that changes LVM metadata (or, `metadata=False`, only activation).
+        Without `update` the cache of what it touched goes; with it, after success, the
+        VG's cached LVs are updated in place (the VG and PV reports, whose free space
+        and metadata area changed, still go unless only activation changed)."""
         try:
             await self.run(command, *args)
-        finally:
+        except BaseException:
             # even a failed change may have changed something (lvcreate half way)
             if vg_name is None:
                 self.invalidate_all()
             else:
                 self.invalidate_vg(vg_name)
+            raise
+        if vg_name is None:
+            self.invalidate_all()
+            return
+        if update is None:
+            self.invalidate_vg(vg_name)
+            return
+        # a report that started before this change must not be stored
+        self._generation += 1
+        if metadata:
+            self._vgs = None
+            self._pvs = None
+        cached = self._lvs.get(vg_name)
+        if cached is not None and not update(cached):
+            self._lvs.pop(vg_name, None)
+
+    def _mark_loaded(
+        self, vg_name: str, names: Iterable[str], loaded: bool, sizes: dict[str, int] | None = None
+    ) -> None:
+        """Records (or forgets) the tables of `names` as loaded at their size: from
+        `sizes`, else from the cache; an LV of unknown size is forgotten (one refresh
+        too many, never one too few)."""
+        current = self._loaded.setdefault(vg_name, {})
+        known = {n: lv.size for n, lv in self._lvs.get(vg_name, {}).items()}
+        known.update(sizes or {})
+        for name in names:
+            if loaded and name in known:
+                current[name] = known[name]
+            else:
+                current.pop(name, None)
+
+    def _table_current(self, vg_name: str, lv: LV) -> bool:
+        return self._loaded.get(vg_name, {}).get(lv.name) == lv.size
 
     # -- PVs and VGs ---------------------------------------------------------------------
 
@@ -390,6 +487,7 @@ class Lvm:
     ) -> None:
         """Creates an LV of at least `size` bytes (LVM rounds up to whole extents),
         inactive unless `activate`; on `device` (a PV path) if given."""
+        tags = list(tags)
         args = ["-y", "-W", "n", "-n", name, "-L", _mib(size), *_tag_args("--addtag", tags)]
         if activate:
             if not self.device_mapper:
@@ -401,47 +499,162 @@ class Lvm:
         args.append(vg_name)
         if device is not None:
             args.append(device)
-        await self._change(vg_name, "lvcreate", *args)
+
+        def created(lvs: dict[str, LV]) -> bool:
+            extent = self._extent_sizes.get(vg_name)
+            if extent is None:
+                return False
+            lv = LV(vg_name, name, "", ATTR_INACTIVE, round_up_to_extent(size, extent), tuple(tags))
+            lvs[name] = with_active(lv, activate)
+            return True
+
+        await self._change(vg_name, "lvcreate", *args, update=created)
+        if activate:
+            extent = self._extent_sizes.get(vg_name)
+            sizes = {name: round_up_to_extent(size, extent)} if extent else None
+            self._mark_loaded(vg_name, [name], True, sizes)
 
     async def change_lv_tags(
-        self, vg_name: str, name: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+        self,
+        vg_name: str,
+        name: str,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        deactivate: bool = False,
     ) -> None:
+        """With `deactivate`, the LV is also deactivated by the same `lvchange` (LVM
+        changes the tags first, then the activation: when the deactivation fails, as
+        for an LV still open, the tags are changed all the same)."""
+        add, remove = list(add), list(remove)
         args = [*_tag_args("--deltag", remove), *_tag_args("--addtag", add)]
-        if args:
-            await self._change(vg_name, "lvchange", *args, f"{vg_name}/{name}")
+        deactivate = deactivate and self.device_mapper
+        if deactivate:
+            args += ["-a", "n"]
+        if not args:
+            return
+
+        def changed(lvs: dict[str, LV]) -> bool:
+            if name not in lvs:
+                return False
+            lv = with_tags(lvs[name], add, remove)
+            lvs[name] = with_active(lv, False) if deactivate else lv
+            return True
+
+        await self._change(vg_name, "lvchange", *args, f"{vg_name}/{name}", update=changed)
+        if deactivate:
+            self._mark_loaded(vg_name, [name], False)
 
     async def extend_lv(self, vg_name: str, name: str, size: int) -> None:
         """Grows the LV to at least `size` bytes; never shrinks it."""
         lv = await self.lv(vg_name, name)
         if lv is not None and lv.size >= size:
             return
-        await self._change(vg_name, "lvextend", "-L", _mib(size), f"{vg_name}/{name}")
+
+        def extended(lvs: dict[str, LV]) -> bool:
+            extent = self._extent_sizes.get(vg_name)
+            if name not in lvs or extent is None:
+                return False
+            lvs[name] = replace(lvs[name], size=round_up_to_extent(size, extent))
+            return True
+
+        await self._change(
+            vg_name, "lvextend", "-L", _mib(size), f"{vg_name}/{name}", update=extended
+        )
+        extent = self._extent_sizes.get(vg_name)
+        if lv is not None and lv.active and extent:
+            # an active LV gets its new table from lvextend itself
+            self._mark_loaded(vg_name, [name], True, {name: round_up_to_extent(size, extent)})
+        else:
+            self._mark_loaded(vg_name, [name], False)
 
     async def rename_lv(self, vg_name: str, old: str, new: str) -> None:
-        await self._change(vg_name, "lvrename", vg_name, old, new)
+        def renamed(lvs: dict[str, LV]) -> bool:
+            if old not in lvs:
+                return False
+            lvs[new] = replace(lvs.pop(old), name=new)
+            return True
+
+        await self._change(vg_name, "lvrename", vg_name, old, new, update=renamed)
+        self._mark_loaded(vg_name, [old, new], False)
 
     async def remove_lvs(self, vg_name: str, names: Sequence[str]) -> None:
-        if names:
-            await self._change(vg_name, "lvremove", "-f", *(f"{vg_name}/{n}" for n in names))
+        if not names:
+            return
+
+        def removed(lvs: dict[str, LV]) -> bool:
+            for n in names:
+                lvs.pop(n, None)
+            return True
+
+        await self._change(
+            vg_name, "lvremove", "-f", *(f"{vg_name}/{n}" for n in names), update=removed
+        )
+        self._mark_loaded(vg_name, names, False)
 
     async def activate(self, vg_name: str, names: Sequence[str]) -> None:
         """Makes /dev/<vg>/<lv> usable; refreshes LVs already active (another host may
-        have extended them)."""
+        have extended them), except those whose table this process loaded at the size
+        the report still shows."""
         if not self.device_mapper:
             raise LvmUnavailable(["lvchange", "-ay", *names], None, "no device-mapper")
         lvs = await self.lvs(vg_name)
         inactive = [n for n in names if n not in lvs or not lvs[n].active]
-        active = [n for n in names if n in lvs and lvs[n].active]
+        stale = [
+            n
+            for n in names
+            if n in lvs and lvs[n].active and not self._table_current(vg_name, lvs[n])
+        ]
+
+        def activated(targets: list[str]) -> LvUpdate:
+            def update(lvs: dict[str, LV]) -> bool:
+                if any(n not in lvs for n in targets):
+                    return False
+                for n in targets:
+                    lvs[n] = with_active(lvs[n], True)
+                return True
+
+            return update
+
         if inactive:
             await self._change(
-                vg_name, "lvchange", "-a", "y", *(f"{vg_name}/{n}" for n in inactive)
+                vg_name,
+                "lvchange",
+                "-a",
+                "y",
+                *(f"{vg_name}/{n}" for n in inactive),
+                update=activated(inactive),
+                metadata=False,
             )
-        if active:
+            self._mark_loaded(vg_name, inactive, True, {n: lvs[n].size for n in lvs})
+        if stale:
             await self._change(
-                vg_name, "lvchange", "--refresh", *(f"{vg_name}/{n}" for n in active)
+                vg_name,
+                "lvchange",
+                "--refresh",
+                *(f"{vg_name}/{n}" for n in stale),
+                update=activated(stale),
+                metadata=False,
             )
+            self._mark_loaded(vg_name, stale, True, {n: lvs[n].size for n in lvs})
 
     async def deactivate(self, vg_name: str, names: Sequence[str]) -> None:
         if not self.device_mapper or not names:
             return  # nothing can be active without device-mapper
-        await self._change(vg_name, "lvchange", "-a", "n", *(f"{vg_name}/{n}" for n in names))
+
+        def deactivated(lvs: dict[str, LV]) -> bool:
+            for n in names:
+                if n in lvs:
+                    lvs[n] = with_active(lvs[n], False)
+            return True
+
+        await self._change(
+            vg_name,
+            "lvchange",
+            "-a",
+            "n",
+            *(f"{vg_name}/{n}" for n in names),
+            update=deactivated,
+            metadata=False,
+        )
+        self._mark_loaded(vg_name, names, False)

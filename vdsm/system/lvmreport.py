@@ -1,14 +1,17 @@
 """What LVM's JSON reports say, as values: PVs, VGs and LVs.  vdsm.system.lvm runs
-the commands; this module only reads their output."""
+the commands; this module reads their output, and derives what a report would show
+after one of the adapter's own changes (the in-place cache updates)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+MIB = 1024 * 1024
 _DEVICE_EXTENT = re.compile(r"^(?P<dev>.+)\((?P<extent>\d+)\)$")
 
 
@@ -61,6 +64,9 @@ class VG:
 
 @dataclass(frozen=True)
 class LV:
+    """An LV as a report shows it.  One the adapter added to its cache after its own
+    lvcreate has no uuid ("") and no segments until the next report."""
+
     vg_name: str
     name: str
     uuid: str
@@ -82,6 +88,31 @@ class LV:
     @property
     def path(self) -> str:
         return lv_path(self.vg_name, self.name)
+
+
+# lv_attr of an LV the adapter created, as its cache records it (linear, writeable,
+# inherited allocation); the fifth character is "a" while the LV is active
+ATTR_INACTIVE = "-wi-------"
+ACTIVE_ATTR_INDEX = 4
+
+
+def round_up_to_extent(size: int, extent: int) -> int:
+    """The size LVM gives an LV asked for `size` bytes: whole MiB, then whole extents."""
+    size = -(-size // MIB) * MIB
+    return -(-size // extent) * extent
+
+
+def with_active(lv: LV, active: bool) -> LV:
+    attr = lv.attr.ljust(len(ATTR_INACTIVE), "-")
+    flag = "a" if active else "-"
+    return replace(lv, attr=attr[:ACTIVE_ATTR_INDEX] + flag + attr[ACTIVE_ATTR_INDEX + 1 :])
+
+
+def with_tags(lv: LV, add: Iterable[str], remove: Iterable[str]) -> LV:
+    gone = set(remove)
+    tags = [t for t in lv.tags if t not in gone]
+    tags += [t for t in add if t not in tags]
+    return replace(lv, tags=tuple(tags))
 
 
 def lv_path(vg_name: str, lv_name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,17 @@ def read_slot(sd: str, slot: int) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
+LV_CHANGE = re.compile(
+    r"\[vdsm\.system\.lvm\] running lvm (lvcreate|lvchange|lvextend|lvremove|lvrename) "
+    r"--config (.*)"
+)
+
+
+def lv_changes(site: Site) -> list[tuple[str, str]]:
+    """The LV changing lvm commands the daemon ran so far: (command, arguments)."""
+    return LV_CHANGE.findall(site.daemon.log_path.read_text())
+
+
 def lv_tags(luns: list[str], sd: str) -> dict[str, list[str]]:
     return {name: lv["tags"] for name, lv in block.lvs(luns, sd).items()}
 
@@ -101,8 +113,27 @@ def volumes_on_block_domain(
             initialSize=str(256 * MiB),
         )  # fmt: skip
 
+    # the LVM changes one creation costs: lvcreate (active) and one lvchange that
+    # deactivates and drops the claim tags; a snapshot adds its inactive parent's
+    # activation for qemu-img and the deactivation after
+    before = len(lv_changes(site))
     create(base, blank)
+    changes = lv_changes(site)[before:]
+    assert [c for c, _ in changes] == ["lvcreate", "lvchange"], changes
+    assert " -a y " in changes[0][1]
+    assert (
+        changes[1][1].endswith(f" -a n {sd}/{base}") and "OVIRT_VOL_INITIALIZING" in changes[1][1]
+    )
+    before = len(lv_changes(site))
     create(top, base)
+    changes = lv_changes(site)[before:]
+    assert [(c, a.split()[-1]) for c, a in changes] == [
+        ("lvcreate", sd), ("lvchange", f"{sd}/{base}"), ("lvchange", f"{sd}/{base}"),
+        ("lvchange", f"{sd}/{top}"),
+    ], changes  # fmt: skip
+    assert changes[1][1].startswith("-a y ") and changes[2][1] == f"-a n {sd}/{base}"
+    active = block.report(luns, "lvs", "lv_name", "--select", "lv_active=active", sd)
+    assert not {r["lv_name"] for r in active} & {base, top}
     tags = lv_tags(luns, sd)
     assert sorted(tags[base]) == sorted([f"IU_{img}", f"PU_{blank}", "MD_1"])
     assert sorted(tags[top]) == sorted([f"IU_{img}", f"PU_{base}", "MD_2"])
