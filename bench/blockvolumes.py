@@ -28,12 +28,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench import lab
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -187,25 +188,19 @@ def lab_inner(out: Path, count: int) -> None:
 
 def run_lab(count: int = COUNT) -> dict[str, Any] | str:
     """The figures, or why they could not be measured."""
-    if os.geteuid() != 0:
-        return "skipped: needs root"
-    if shutil.which("qemu-system-x86_64") is None:
-        return "skipped: no qemu-system-x86_64 for the kernel lab"
-    with tempfile.TemporaryDirectory(prefix="vdsm-bench-lab-out-") as out:
-        command = f"{sys.executable} -m bench.blockvolumes --count {count} --lab-inner $LAB_OUT"
-        proc = subprocess.run(
-            [str(ROOT / "tests" / "lab" / "run-in-lab"), "-t", "2400", "-o", out, command],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=2700,
-        )
-        result = Path(out) / "blockvolumes-lab.json"
-        if os.environ.get("BENCH_KEEP_LOG") and (Path(out) / "blockvolumes-vdsm.log").exists():
-            shutil.copy(Path(out) / "blockvolumes-vdsm.log", os.environ["BENCH_KEEP_LOG"])
-        if proc.returncode != 0 or not result.exists():
-            return f"failed (exit {proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-500:]}"
-        return json.loads(result.read_text())  # type: ignore[no-any-return]
+
+    def keep_log(out: Path) -> None:
+        log = out / "blockvolumes-vdsm.log"
+        if os.environ.get("BENCH_KEEP_LOG") and log.exists():
+            shutil.copy(log, os.environ["BENCH_KEEP_LOG"])
+
+    return lab.run(
+        "bench.blockvolumes",
+        "blockvolumes-lab.json",
+        args=f"--count {count}",
+        timeout=2400,
+        keep=keep_log,
+    )
 
 
 def report(figures: dict[str, Any] | str) -> list[tuple[str, bool, str]]:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import lab
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = 50
@@ -225,23 +226,7 @@ def lab_inner(out: Path) -> None:
 
 def run_lab() -> dict[str, Any] | str:
     """10 VLAN networks on a bond, in the kernel lab (the host kernel has no bonding)."""
-    if os.geteuid() != 0:
-        return "skipped: needs root"
-    if shutil.which("qemu-system-x86_64") is None:
-        return "skipped: no qemu-system-x86_64 for the kernel lab"
-    with tempfile.TemporaryDirectory(prefix="vdsm-bench-lab-out-") as out:
-        command = f"{sys.executable} -m bench.network --lab-inner $LAB_OUT"
-        proc = subprocess.run(
-            [str(ROOT / "tests" / "lab" / "run-in-lab"), "-t", "600", "-o", out, command],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        result = Path(out) / "network-lab.json"
-        if proc.returncode != 0 or not result.exists():
-            return f"failed (exit {proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-500:]}"
-        return json.loads(result.read_text())  # type: ignore[no-any-return]
+    return lab.run("bench.network", "network-lab.json", timeout=600)
 
 
 def report(
