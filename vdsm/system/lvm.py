@@ -32,11 +32,20 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from vdsm.system.lvmcommand import (
+    DuplicateVG,
+    LvmError,
+    LvmTimeout,
+    LvmUnavailable,
+    _mib,
+    _tag_args,
+    build_config,
+    device_mapper_available,
+)
 from vdsm.system.lvmreport import (  # noqa: F401  (re-exported: callers import them here)
     ATTR_INACTIVE,
     LV,
@@ -79,86 +88,9 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class LvmError(Exception):
-    """An lvm command failed: its argv (without the long --config), exit code, stderr."""
-
-    def __init__(self, argv: Sequence[str], rc: int | None, err: str) -> None:
-        super().__init__(argv, rc, err)
-        self.argv = [a for a in argv if not a.startswith("devices {")]
-        self.rc = rc
-        self.err = "\n".join(
-            line.strip()
-            for line in err.strip().splitlines()
-            # noise of every metadata-only call; not the reason for anything
-            if "NOT backed up" not in line and "Activation disabled" not in line
-        )
-
-    def __str__(self) -> str:
-        return f"{' '.join(self.argv)} failed (rc={self.rc}): {self.err}"
-
-    @property
-    def not_found(self) -> bool:
-        return "not found" in self.err or "Failed to find" in self.err
-
-
-class LvmTimeout(LvmError):
-    pass
-
-
-class LvmUnavailable(LvmError):
-    """The operation needs device-mapper and this kernel has none."""
-
-
-def device_mapper_available() -> bool:
-    """The kernel's device-mapper is loaded.  /dev/mapper/control alone proves nothing:
-    LVM creates the node even where opening it fails with ENODEV."""
-    try:
-        with open("/proc/misc") as f:
-            return any(line.split()[-1:] == ["device-mapper"] for line in f)
-    except OSError:
-        return False
-
-
-def build_config(devices: Iterable[str]) -> str:
-    """The --config of every command: LVM sees `devices` and nothing else."""
-    accept = "".join(f'"a|^{re.escape(d)}$|", ' for d in sorted(set(devices)))
-    flt = f'[{accept}"r|.*|"]'
-    activation = "monitoring=0"
-    if not os.path.exists("/run/udev/control"):
-        # no udevd: LVM must make the /dev nodes itself and must not wait for udev
-        activation += " udev_sync=0 udev_rules=0"
-    return (
-        f"devices {{ filter={flt} global_filter={flt} use_devicesfile=0 "
-        f'obtain_device_list_from_udev=0 write_cache_state=0 hints="none" }} '
-        f"global {{ use_lvmpolld=0 }} "
-        f"backup {{ backup=0 archive=0 }} "
-        f"activation {{ {activation} }}"
-    )
-
-
-class DuplicateVG(LvmError):
-    """Two VGs of one name are visible (say, a cloned LUN): no command by name is safe."""
-
-    def __init__(self, name: str, uuids: Iterable[str]) -> None:
-        super().__init__(["vgs", name], None, f"VG {name} found twice: {', '.join(uuids)}")
-        self.name = name
-
-
-def _mib(size: int) -> str:
-    """LVM sizes in whole MiB (it refuses sizes that are not multiples of 512)."""
-    return f"{-(-size // MiB)}m"
-
-
 # An in-place update of one VG's cached LVs after our own command succeeded; answers
 # False when it cannot tell what the command did (the cache is then dropped).
 LvUpdate = Callable[[dict[str, LV]], bool]
-
-
-def _tag_args(option: str, tags: Iterable[str]) -> list[str]:
-    args: list[str] = []
-    for tag in tags:
-        args += [option, tag]
-    return args
 
 
 class Lvm:
