@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import mmap
 import os
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vdsm import errors
 from vdsm.storage import constants as sc
-from vdsm.storage import volmeta
+from vdsm.storage import directio, volmeta
 from vdsm.storage.volmeta import VolumeMetadata
 from vdsm.storage.volumestore import LeaseLocation
 from vdsm.system.blocking import BlockingCallTimeout
@@ -136,16 +135,7 @@ def allocation(md: VolumeMetadata, initial_size: int | None, chunk: int) -> int:
 
 
 def read_slot(path: str, offset: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-    try:
-        buf = mmap.mmap(-1, METADATA_SIZE)
-        try:
-            n = os.preadv(fd, [buf], offset)
-            return bytes(buf[:n])
-        finally:
-            buf.close()
-    finally:
-        os.close(fd)
+    return directio.read_at(path, offset, METADATA_SIZE)
 
 
 def write_slot(path: str, offset: int, data: bytes) -> None:
@@ -153,32 +143,14 @@ def write_slot(path: str, offset: int, data: bytes) -> None:
     metadata or the new one."""
     if len(data) > METADATA_SIZE:
         raise errors.MetadataOverflowError(len(data))
-    fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
-    try:
-        buf = mmap.mmap(-1, METADATA_SIZE)
-        try:
-            buf.write(data.ljust(METADATA_SIZE, b"\0"))
-            os.pwritev(fd, [buf], offset)
-        finally:
-            buf.close()
-    finally:
-        os.close(fd)
+    directio.write_at(path, offset, data.ljust(METADATA_SIZE, b"\0"))
 
 
 def write_head(path: str, data: bytes) -> None:
-    """`data` at the start of the device, direct and synchronous, padded with zeros to
+    """`data` at the start of the device, durable on return, padded with zeros to
     whole 4 KiB blocks."""
     size = -(-len(data) // 4096) * 4096
-    fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
-    try:
-        buf = mmap.mmap(-1, size)
-        try:
-            buf.write(data)
-            os.pwritev(fd, [buf], 0)
-        finally:
-            buf.close()
-    finally:
-        os.close(fd)
+    directio.write_at(path, 0, data.ljust(size, b"\0"))
 
 
 def cleared_metadata() -> bytes:

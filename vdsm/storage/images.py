@@ -297,29 +297,65 @@ class Images:
         if backing is not None:
             parent = await self.volumes.get(dst.domain.sd_uuid, dst.img, backing)
             backing_fmt = parent.qemu_format
-        try:
-            async with (
-                activated(src.store, src.img, [src.vol]),
-                activated(dst.store, dst.img, [dst.vol]),
-            ):
-                await self.volumes.fit(dst, src, whole_chain=False)
-                await qemuimg.convert(
-                    str(src.data_path),
-                    str(dst.data_path),
-                    src_fmt=src.qemu_format,
-                    dst_fmt=dst.qemu_format,
-                    backing=backing,
-                    backing_fmt=backing_fmt,
-                    progress=progress,
-                )
-        except qemuimg.QemuImgError as e:
-            raise errors.CopyImageError(str(e)) from None
+        await convert_into(
+            self.volumes, src, dst, backing=backing, backing_fmt=backing_fmt, progress=progress
+        )
         await self.volumes.write(
             dst,
             dst.md.replace(
                 legality=volmeta.LEGAL, generation=volmeta.next_generation(dst.md.generation)
             ),
         )
+
+
+async def fit(volumes: Volumes, dst: Volume, src: Volume, *, whole_chain: bool) -> None:
+    """Before qemu-img writes `src`'s data (its chain's with `whole_chain`) into `dst`,
+    both activated: a qcow2 volume on a block domain is a thin LV, grown here to what
+    the data needs, as upstream does.  RAW LVs are whole already and file volumes grow
+    by themselves."""
+    if dst.store.drive_type != "block" or dst.qemu_format != qemuimg.QCOW2:
+        return
+    try:
+        raw = await qemuimg.measure(
+            str(src.data_path),
+            fmt=src.qemu_format,
+            out_fmt=qemuimg.QCOW2,
+            backing_chain=whole_chain,
+            timeout=volumes.qemu_timeout,
+        )
+    except qemuimg.QemuImgError as e:
+        raise errors.VolumeAccessError(e.err) from None
+    await dst.store.extend_data(dst.img, dst.vol, int(raw["required"]))
+
+
+async def convert_into(
+    volumes: Volumes,
+    src: Volume,
+    dst: Volume,
+    *,
+    backing: str | None = None,
+    backing_fmt: str | None = None,
+    progress: Any = None,
+) -> None:
+    """qemu-img writes `src`'s data into the existing `dst`, both activated: on top of
+    `backing` (src's own layer only), or with src's whole chain collapsed without it."""
+    try:
+        async with (
+            activated(src.store, src.img, [src.vol]),
+            activated(dst.store, dst.img, [dst.vol]),
+        ):
+            await fit(volumes, dst, src, whole_chain=backing is None)
+            await qemuimg.convert(
+                str(src.data_path),
+                str(dst.data_path),
+                src_fmt=src.qemu_format,
+                dst_fmt=dst.qemu_format,
+                backing=backing,
+                backing_fmt=backing_fmt,
+                progress=progress,
+            )
+    except qemuimg.QemuImgError as e:
+        raise errors.CopyImageError(str(e)) from None
 
 
 def blank(value: str | None) -> bool:
@@ -374,20 +410,7 @@ class VolumeCopier:
                 spm=sp_uuid,
             )
             dst = await self.volumes.get(dst_sd, dst_img, dst_vol)
-            try:
-                async with (
-                    activated(src.store, src.img, [src.vol]),
-                    activated(dst.store, dst.img, [dst.vol]),
-                ):
-                    await self.volumes.fit(dst, src, whole_chain=True)
-                    await qemuimg.convert(
-                        str(src.data_path),
-                        str(dst.data_path),
-                        src_fmt=src.qemu_format,
-                        dst_fmt=dst.qemu_format,
-                    )
-            except qemuimg.QemuImgError as e:
-                raise errors.CopyImageError(str(e)) from None
+            await convert_into(self.volumes, src, dst)
             self.volumes.ensure_spm(sp_uuid)
             await self.volumes.write(dst, dst.md.replace(legality=volmeta.LEGAL, voltype=role))
             await self.volumes.end_claim(task, dst_sd, dst_img, dst_vol)

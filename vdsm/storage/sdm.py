@@ -18,7 +18,7 @@ from typing import Any
 from vdsm import errors
 from vdsm.jobs import HostJob, JobRegistry, Notify
 from vdsm.storage import volmeta
-from vdsm.storage.images import Images
+from vdsm.storage.images import Images, fit
 from vdsm.storage.volume import Volume
 from vdsm.storage.volumes import Volumes
 from vdsm.storage.volumestore import activated
@@ -191,7 +191,7 @@ class Sdm:
                     # a raw base LV grows before qemu-img can resize into it
                     await base.store.resize_data(img, base.vol, top.md.capacity)
                 # a qcow2 base LV: room for what top brings (measured with its chain)
-                await self.volumes.fit(base, top, whole_chain=True)
+                await fit(self.volumes, base, top, whole_chain=True)
                 if top.md.capacity > base.md.capacity:
                     await qemuimg.resize(str(base.data_path), top.md.capacity, fmt=base.qemu_format)
                 await qemuimg.commit(

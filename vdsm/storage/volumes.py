@@ -227,24 +227,6 @@ class Volumes:
             if compat not in allowed:
                 raise errors.ImageVerificationError(f"qcow2 compat {compat!r} not supported")
 
-    async def fit(self, dst: Volume, src: Volume, *, whole_chain: bool) -> None:
-        """Before qemu-img writes `src`'s data (its chain's with `whole_chain`) into
-        `dst`, both activated: a qcow2 volume on a block domain is a thin LV, grown
-        here to what the data needs, as upstream does.  RAW LVs are whole already and
-        file volumes grow by themselves."""
-        if dst.store.drive_type != "block" or dst.qemu_format != qemuimg.QCOW2:
-            return
-        raw = await self._qemu(
-            qemuimg.measure(
-                str(src.data_path),
-                fmt=src.qemu_format,
-                out_fmt=qemuimg.QCOW2,
-                backing_chain=whole_chain,
-                timeout=self.qemu_timeout,
-            )
-        )
-        await dst.store.extend_data(dst.img, dst.vol, int(raw["required"]))
-
     async def refresh(self, sd_uuid: str, img: str, vol: str) -> None:
         volume = await self.get(sd_uuid, img, vol)
         await volume.store.refresh_volume(img, vol)
