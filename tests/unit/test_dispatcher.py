@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 
 import pytest
 
 from vdsm import context, errors
 from vdsm.api import registry, schema
 from vdsm.lifecycle import Lifecycle, Phase
-from vdsm.rpc.jsonrpc import Dispatcher, RequestMeta
+from vdsm.rpc.jsonrpc import BATCH_SLICE, Dispatcher, RequestMeta
 from vdsm.rpc.metrics import Metrics
 
 DOC = {
@@ -28,6 +29,11 @@ DOC = {
 }
 
 
+# The turn of the event loop each Test.echo ran in (the batch slicing test counts them).
+TURN = [0]
+ECHO_TURNS: list[int] = []
+
+
 class TestAPI:
     NAMESPACE = "Test"
 
@@ -35,6 +41,7 @@ class TestAPI:
         return None
 
     async def echo(self, text: str) -> str:
+        ECHO_TURNS.append(TURN[0])
         return text
 
     async def fail(self, code: int) -> None:
@@ -99,6 +106,40 @@ def test_one_element_batch_is_answered_bare(make):
 def test_batch_answers_each(make):
     answer = call(make(), [req("Test.echo", {"text": "a"}, "1"), req("Test.ping", None, "2")])
     assert [r["result"] for r in answer] == ["a", True]
+
+
+def test_a_big_batch_is_answered_whole_with_the_loop_free_between_slices(make):
+    """Past BATCH_SLICE calls, a batch runs in slices: other work gets the loop in
+    between, and the answer is the same as unsliced (notifications unanswered)."""
+
+    async def scenario() -> list[dict]:
+        dispatcher = make(max_batch=1000)
+        body = [req("Test.echo", {"text": str(i)}, str(i)) for i in range(250)]
+        body.insert(7, {"jsonrpc": "2.0", "method": "Test.ping"})  # a notification
+
+        async def other_work() -> None:
+            while True:
+                TURN[0] += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_work())
+        await asyncio.sleep(0)
+        answer = await dispatcher.handle(json.dumps(body), META)
+        other.cancel()
+        return json.loads(answer)
+
+    ECHO_TURNS.clear()
+    answers = asyncio.run(scenario())
+    assert [(a["id"], a["result"]) for a in answers] == [(str(i), str(i)) for i in range(250)]
+    # never more than a slice's calls without the other task running in between
+    assert BATCH_SLICE < 250
+    assert max(Counter(ECHO_TURNS).values()) <= BATCH_SLICE
+
+
+def test_a_big_batch_with_an_invalid_element_is_refused_whole(make):
+    body = [req("Test.ping", None, str(i)) for i in range(250)]
+    body[200] = {"jsonrpc": "1.0", "method": "Test.ping", "id": "x"}
+    assert call(make(max_batch=1000), body)["error"]["code"] == -32600
 
 
 def test_void_verb_returns_true(make):

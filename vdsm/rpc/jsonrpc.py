@@ -70,10 +70,22 @@ def _check_request(entry: Any) -> None:
         raise ValueError("id must be a string, a number or null")
 
 
+# Calls of a batch run this many at a time (see Dispatcher.handle).
+BATCH_SLICE = 100
+
+
 def _validate(request: Any) -> Any:
     for entry in request if isinstance(request, list) else [request]:
         _check_request(entry)
     return request
+
+
+def _is_valid(request: Any) -> bool:
+    try:
+        _validate(request)
+    except Exception:
+        return False
+    return True
 
 
 def _error(exc: errors.VdsmError, request_id: Any = None) -> dict[str, Any]:
@@ -116,7 +128,26 @@ class Dispatcher:
                         )
                     )
                 )
-        response = await dispatch_to_response_pure(
+        if isinstance(parsed, list) and len(parsed) > BATCH_SLICE and _is_valid(parsed):
+            # A slice's calls all run in one turn of the event loop: between slices,
+            # the other connections are served (a big batch stalls nobody).
+            answers: list[Any] = []
+            for start in range(0, len(parsed), BATCH_SLICE):
+                part = await self._dispatch(parsed[start : start + BATCH_SLICE], meta)
+                answers.extend(part or ())
+                await asyncio.sleep(0)
+            response = answers or None
+        else:
+            response = await self._dispatch(parsed, meta)
+        if response is None:
+            return None
+        if isinstance(response, list) and len(response) == 1:
+            # Upstream answers a lone response bare, and its clients expect that.
+            response = response[0]
+        return self._dump(response)
+
+    async def _dispatch(self, parsed: Any, meta: RequestMeta) -> Any:
+        return await dispatch_to_response_pure(
             deserializer=lambda _: parsed,
             validator=_validate,
             methods=self._methods,
@@ -124,12 +155,6 @@ class Dispatcher:
             post_process=to_serializable_one,  # type: ignore[arg-type]
             request="",
         )
-        if response is None:
-            return None
-        if isinstance(response, list) and len(response) == 1:
-            # Upstream answers a lone response bare, and its clients expect that.
-            response = response[0]
-        return self._dump(response)
 
     @staticmethod
     def _dump(response: Any) -> bytes:
