@@ -133,6 +133,11 @@ class Irs:
     sd_health_check_delay: float = option(
         number(0.1), 10.0, "Seconds between two checks of a monitored storage domain"
     )
+    repo_stats_cache_refresh_timeout: float = option(
+        number(0.0),
+        300.0,
+        "Seconds between two re-reads of a monitored domain's metadata (and VG)",
+    )
     maximum_domains_in_pool: int = option(integer(1), 100, "Most storage domains in one pool")
     process_pool_timeout: float = option(
         number(0.1), 60.0, "Seconds allowed for one file operation on a storage domain"

@@ -214,6 +214,7 @@ class Daemon:
             produce=domains.produce,
             read_delay=prober.read_delay,
             interval=cfg.irs.sd_health_check_delay,
+            refresh_interval=cfg.irs.repo_stats_cache_refresh_timeout,
         )
         self.tasks = TaskManager(RollbackRegistry())
         connections = StorageConnections(

@@ -289,7 +289,8 @@ class BlockDomain:
         return await self.usage()
 
     async def usage(self) -> dict[str, Any]:
-        vg = await self._vg_now()  # as refresh() last read it: the monitor just did
+        # as last read: our own changes drop the cached VG, refresh() re-reads it
+        vg = await self._vg_now()
         return {
             "disktotal": str(vg.size),
             "diskfree": str(vg.free),

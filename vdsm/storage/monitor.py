@@ -3,7 +3,11 @@
 Each check, every `interval` seconds:
 - reads the first 4 KiB of the domain's metadata with direct I/O in a child process
   (vdsm.storage.probe), so storage that hangs blocks only that child;
-- re-reads the domain metadata (in the domain's own bulkhead, with a timeout);
+- reports the domain's version and usage as last read; every `refresh_interval`
+  seconds (upstream's repo_stats_cache_refresh_timeout, 5 minutes) it re-reads them
+  from storage first (in the domain's own bulkhead, with a timeout).  In between, a
+  block domain's VG is read again only after this host changed it: a check of an idle
+  domain runs no LVM command, and the SPM's LV report survives the checks;
 - joins the domain's sanlock lockspace with the host id when asked to, and reports
   whether the host id is acquired.
 
@@ -54,13 +58,19 @@ class MonitoredDomain(Protocol):
     @property
     def lock(self) -> HostIdLock: ...
 
+    @property
+    def metadata(self) -> Any:
+        """As last read by refresh() (has `version`)."""
+        ...
+
     async def refresh(self) -> int:
         """Re-reads the metadata; answers the domain version."""
         ...
 
     async def usage(self) -> dict[str, Any]:
         """StorageDomain.getStats's figures (disktotal, diskfree, and the VG metadata
-        area's mdasize, mdafree, mdavalid, mdathreshold) as of the last refresh()."""
+        area's mdasize, mdafree, mdavalid, mdathreshold), without re-reading what this
+        host has not changed since the last refresh()."""
         ...
 
 
@@ -119,12 +129,15 @@ class DomainMonitor:
         read_delay: ReadDelay,
         interval: float,
         pool_domain: bool,
+        refresh_interval: float = 0.0,
         on_change: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.sd_uuid = sd_uuid
         self.host_id = host_id
         self.pool_domain = pool_domain
         self.interval = interval
+        self.refresh_interval = refresh_interval
+        self._refreshed_at: float | None = None
         self.status = DomainStatus()
         self._produce = produce
         self._read_delay = read_delay
@@ -162,7 +175,7 @@ class DomainMonitor:
                 # as the probe's own timeout.
                 probe_timeout = self.interval * 0.8
                 status = replace(status, read_delay=await self._check_path(domain, probe_timeout))
-                status = replace(status, version=await domain.refresh())
+                status = replace(status, version=await self._version(domain))
                 stats = await domain.usage()
                 status = replace(
                     status,
@@ -183,6 +196,16 @@ class DomainMonitor:
             status = replace(status, error=e)
             log.exception("domain %s check failed", self.sd_uuid)
         self._update(replace(status, checked_at=time.time(), actual=True))
+
+    async def _version(self, domain: MonitoredDomain) -> int:
+        """Re-reads the metadata when the last read is older than refresh_interval
+        (another host may have changed it); else answers it as last read."""
+        now = time.monotonic()
+        if self._refreshed_at is not None and now - self._refreshed_at < self.refresh_interval:
+            return domain.metadata.version
+        version = await domain.refresh()
+        self._refreshed_at = now
+        return version
 
     async def _domain_object(self) -> MonitoredDomain:
         if self._domain is None:
@@ -267,11 +290,13 @@ class MonitorRegistry:
         produce: DomainProducer,
         read_delay: ReadDelay,
         interval: float,
+        refresh_interval: float = 0.0,
         on_change: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._produce = produce
         self._read_delay = read_delay
         self.interval = interval
+        self.refresh_interval = refresh_interval
         self._on_change = on_change
         self.monitors: dict[str, DomainMonitor] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -298,6 +323,7 @@ class MonitorRegistry:
             produce=self._produce,
             read_delay=self._read_delay,
             interval=self.interval,
+            refresh_interval=self.refresh_interval,
             pool_domain=pool_domain,
             on_change=self._on_change,
         )

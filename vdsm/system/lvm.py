@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -163,6 +164,7 @@ class Lvm:
     async def _exec(self, argv: list[str]) -> bytes:
         self.commands_run += 1
         log.debug("running %s", " ".join(a for a in argv if not a.startswith("devices {")))
+        started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -179,6 +181,9 @@ class Lvm:
             if isinstance(e, TimeoutError):
                 raise LvmTimeout(argv, None, f"no answer in {self.timeout:g} s") from None
             raise
+        log.debug(
+            "lvm %s exited %d after %.3f s", argv[1], proc.returncode, time.monotonic() - started
+        )
         if proc.returncode != 0:
             raise LvmError(argv, proc.returncode, err.decode(errors="replace"))
         return out
@@ -530,7 +535,16 @@ class Lvm:
         the report still shows."""
         if not self.device_mapper:
             raise LvmUnavailable(["lvchange", "-ay", *names], None, "no device-mapper")
+        fresh = vg_name not in self._lvs
         lvs = await self.lvs(vg_name)
+        current = (
+            n in lvs and lvs[n].active and self._table_current(vg_name, lvs[n]) for n in names
+        )
+        if not fresh and any(current):
+            # skipping a refresh is only safe against sizes read now: the cached report
+            # may predate another host's lvextend
+            self.invalidate_lvs(vg_name)
+            lvs = await self.lvs(vg_name)
         inactive = [n for n in names if n not in lvs or not lvs[n].active]
         stale = [
             n

@@ -89,9 +89,12 @@ def test_a_created_volume_is_known_without_a_report(fake: FakeLvm) -> None:
         [create] = fake.calls()  # no lvs after the lvcreate
         assert create[0] == "lvcreate" and create[create.index("-a") + 1] == "y"
 
-        # the chain is active and its table ours: activating it again runs nothing
+        # the chain is active and its table ours: activating it again only checks
+        # the size against a fresh report (another host may have extended it)
+        fake.state["lvs"]["vol"] = ["-wi-a-----", EXTENT, ["IU_img", "MD_1"]]  # type: ignore[index]
+        fake.save()
         await lvm.activate(VG, ["vol"])
-        assert fake.calls() == []
+        assert [c[0] for c in fake.calls()] == ["lvs"]
 
         # claim tags and activation go in one lvchange
         await lvm.change_lv_tags(VG, "vol", remove=["MD_1"], deactivate=True)
@@ -118,9 +121,10 @@ def test_an_lv_active_before_us_is_refreshed(fake: FakeLvm) -> None:
         refresh = [["lvs", "--reportformat"], ["lvchange", "--refresh"]]
         await lvm.activate(VG, ["metadata"])
         assert [c[:2] for c in fake.calls()] == refresh
+        # again: the cached report may be old, so a fresh one checks the size
         await lvm.activate(VG, ["metadata"])
-        assert fake.calls() == []
-        # re-read (the domain monitor does it every few seconds): the same size
+        assert [c[:2] for c in fake.calls()] == [["lvs", "--reportformat"]]
+        # dropped meanwhile (a refresh of the domain): the report read is the check
         lvm.invalidate_vg(VG)
         await lvm.activate(VG, ["metadata"])
         assert [c[:2] for c in fake.calls()] == [["lvs", "--reportformat"]]
