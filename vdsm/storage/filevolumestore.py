@@ -37,6 +37,10 @@ class FileVolumeStore:
         return f"<FileVolumeStore {self.domain.images_dir}>"
 
     @property
+    def hides_unfinished(self) -> bool:
+        return False
+
+    @property
     def drive_type(self) -> str:
         return "file"
 
@@ -95,7 +99,9 @@ class FileVolumeStore:
         await self._io(fv.start_volume, self._image_dir(img), self._paths(img, vol), vol, token)
 
     async def create_metadata_and_lease(self, img: str, vol: str, md: VolumeMetadata) -> None:
-        await self._io(fv.finish_volume, self._paths(img, vol), md, self.domain.metadata.version)
+        paths = self._paths(img, vol)
+        await self._io(fv.finish_volume, paths, md, self.domain.metadata.version)
+        await self.domain.lock.format_volume_lease(vol, paths.lease, 0)
 
     async def end_claim(self, img: str, vol: str, token: str) -> None:
         await self._io(fv.end_claim, self._paths(img, vol), token)

@@ -378,6 +378,9 @@ class Volumes:
             legality=volmeta.ILLEGAL,
             sequence=sequence,
         )
+        final = md.replace(legality=volmeta.LEGAL) if legal else md
+        if store.hides_unfinished:
+            md = final  # nobody sees it before end_claim: one metadata write, as upstream
         # Everything below is undone by this rollback, persisted first.
         if not rollback_declared:
             await task.add_recovery(*halfbaked_rollback(sd_uuid, img, vol, task.id))
@@ -423,8 +426,6 @@ class Volumes:
         async def metadata_and_lease() -> None:
             begun = time.monotonic()
             await store.create_metadata_and_lease(img, vol, md)
-            lease = await store.lease(img, vol)
-            await domain.lock.format_volume_lease(vol, lease.path, lease.offset)
             timings["metadata and lease"] = time.monotonic() - begun
 
         # Independent files, and the rollback above removes all of them: the data and
@@ -440,9 +441,9 @@ class Volumes:
             )
             self.ensure_spm(spm)
             await self.write(parent, parent.md.replace(voltype="INTERNAL"))
-        if legal:
+        if md != final:
             self.ensure_spm(spm)
-            await store.write_metadata(img, vol, md.replace(legality=volmeta.LEGAL))
+            await store.write_metadata(img, vol, final)
         log.info(
             "created volume %s/%s/%s (%s %s, %d bytes)", sd_uuid, img, vol, fmt, alloc, capacity
         )

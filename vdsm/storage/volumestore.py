@@ -44,6 +44,14 @@ class VolumeStore(Protocol):
         info.type)."""
         ...
 
+    @property
+    def hides_unfinished(self) -> bool:
+        """Whether a volume stays out of every listing until end_claim (block: its LV
+        is tagged OVIRT_VOL_INITIALIZING), so its first metadata may already be the
+        final one; else (file: the .meta file makes it visible) it is written ILLEGAL
+        first and made LEGAL once the data is complete."""
+        ...
+
     # -- metadata --------------------------------------------------------------------
 
     async def read_metadata(self, img: str, vol: str) -> VolumeMetadata:
@@ -96,8 +104,9 @@ class VolumeStore(Protocol):
         ...
 
     async def create_metadata_and_lease(self, img: str, vol: str, md: VolumeMetadata) -> None:
-        """Writes the volume's first metadata and makes its lease area (file: an
-        empty <vol>.lease; block: nothing, the slot is the lease's place)."""
+        """Writes the volume's first metadata `md`, makes its lease area and formats
+        the lease there (file: <vol>.meta and <vol>.lease; block: the slot and its
+        lease area in the `leases` LV)."""
         ...
 
     async def end_claim(self, img: str, vol: str, token: str) -> None:

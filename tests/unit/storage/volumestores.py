@@ -32,6 +32,9 @@ class _UnusedLock:
     async def format(self) -> None:
         pass
 
+    async def format_volume_lease(self, vol_uuid: str, path: Path, offset: int = 0) -> None:
+        pass
+
 
 def _unused_lock(*args: object) -> DomainLock:
     return _UnusedLock()  # type: ignore[return-value]
