@@ -301,6 +301,38 @@ def copy_into_block(site: Site, sd: str, luns: list[str], img: str, vol: str) ->
             )
 
 
+def a_killed_copy_is_undone(site: Site, sd: str, luns: list[str], img: str, vol: str) -> None:
+    """kill -9 of the SPM while Volume.copy writes into a new volume of the block
+    domain: the destination LV stays behind tagged OVIRT_VOL_INITIALIZING, and when
+    the daemon is back and SPM again, the half-made volume is gone (the persisted
+    task's rollback, or the clean-up of initializing LVs)."""
+    dst_img, dst_vol = new_uuid(), new_uuid()
+    site.vdsm.call(
+        "Volume.copy", storagepoolID=site.sp, storagedomainID=sd, imageID=img, volumeID=vol,
+        dstSdUUID=sd, dstImgUUID=dst_img, dstVolUUID=dst_vol, desc="killed", volType=8,
+        volFormat=4, preallocate=2, postZero=False, force=False,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while dst_vol not in block.lvs(luns, sd):
+        assert time.monotonic() < deadline, "the copy's LV never appeared"
+        time.sleep(0.1)
+    site.daemon.kill()
+    left = block.lvs(luns, sd)[dst_vol]
+    assert "OVIRT_VOL_INITIALIZING" in left["tags"], left  # killed mid-creation
+    site.daemon.start()
+    wait_until_ready(site.daemon, timeout=600)
+    site.reconnect()
+    site.vdsm.timeout = 600
+    site.connect_pool(sd)
+    site.start_spm()
+    wait_for(lambda: dst_vol not in block.lvs(luns, sd), 300)
+    assert dst_img not in site.vdsm.call("StorageDomain.getImages", storagedomainID=sd)
+    info = site.vdsm.call(
+        "Volume.getInfo", storagepoolID=site.sp, storagedomainID=sd, imageID=img, volumeID=vol
+    )
+    assert info["legality"] == "LEGAL"  # the source is untouched
+
+
 def pool_dominfo_with_figures(site: Site, sd: str) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while True:
@@ -429,6 +461,7 @@ def test_block_domain_pool_and_spm(
         volumes_on_block_domain(site, sd, luns, loop_device)
         thin, thin_img = extend_through_the_mailbox(site, sd, luns)
         copy_into_block(site, sd, luns, thin_img, thin)
+        a_killed_copy_is_undone(site, sd, luns, thin_img, thin)
         luns = grow_the_domain(site, sd, luns, loop_device)
         orphans_go_at_spm_start(site, sd, luns)
 
