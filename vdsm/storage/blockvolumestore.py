@@ -247,11 +247,10 @@ class BlockVolumeStore:
         return await self._read(lv), (lv.size, lv.size)
 
     async def write_metadata(self, img: str, vol: str, md: VolumeMetadata) -> None:
-        md.to_bytes(self._version)  # 756 before anything is written
-        await self._write_slot(await self._slot(img, vol), md)
+        data = md.to_bytes(self._version)  # 756 before anything is written
+        await self._write_slot(await self._slot(img, vol), data)
 
-    async def _write_slot(self, slot: int, md: VolumeMetadata) -> None:
-        data = md.to_bytes(self._version)
+    async def _write_slot(self, slot: int, data: bytes) -> None:
         await self._io(write_slot, self._metadata_lv(), slot_offset(self._version, slot), data)
 
     # -- listing -------------------------------------------------------------------------
@@ -327,11 +326,12 @@ class BlockVolumeStore:
         # Independent: written side by side.  (Not while lvcreate runs: measured in the
         # kernel lab, I/O on the PV beside LVM's metadata commit slowed lvcreate by
         # more than these writes take afterwards.)
+        data = md.to_bytes(self._version)
         slot = await self._slot(img, vol)
-        offset = lease_offset(slot, self.domain.metadata.alignment)
+        lease = self._lease_at(slot)
         await together(
-            self._write_slot(slot, md),
-            self.domain.lock.format_volume_lease(vol, self.domain.leases_path, offset),
+            self._write_slot(slot, data),
+            self.domain.lock.format_volume_lease(vol, lease.path, lease.offset),
         )
 
     async def end_claim(self, img: str, vol: str, token: str) -> None:
@@ -394,7 +394,9 @@ class BlockVolumeStore:
         return self.domain.lv_path(vol)
 
     async def lease(self, img: str, vol: str) -> LeaseLocation:
-        slot = await self._slot(img, vol)
+        return self._lease_at(await self._slot(img, vol))
+
+    def _lease_at(self, slot: int) -> LeaseLocation:
         return LeaseLocation(
             self.domain.leases_path, lease_offset(slot, self.domain.metadata.alignment)
         )

@@ -12,6 +12,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 MIB = 1024 * 1024
+# The columns each report asks for (the parsers below read these).
+PV_FIELDS = (
+    "pv_name,pv_uuid,pv_size,pv_free,pe_start,pv_pe_count,pv_pe_alloc_count,"
+    "pv_mda_count,pv_mda_size,pv_mda_free,dev_size,vg_name,vg_uuid"
+)
+VG_FIELDS = (
+    "vg_name,vg_uuid,vg_attr,vg_size,vg_free,vg_extent_size,vg_extent_count,"
+    "vg_free_count,vg_tags,vg_mda_size,vg_mda_free,lv_count,pv_count,pv_name"
+)
+# vg_extent_size: what LVM rounds a new or extended LV up to, for the in-place updates
+LV_FIELDS = "vg_name,lv_name,lv_uuid,lv_attr,lv_size,lv_tags,seg_start_pe,devices,vg_extent_size"
 _DEVICE_EXTENT = re.compile(r"^(?P<dev>.+)\((?P<extent>\d+)\)$")
 
 
