@@ -169,6 +169,9 @@ class BlockVolumeStore:
         self._active: dict[str, int] = {}  # LV name -> activations not yet undone
         # LVs start_volume created active whose activation end_claim undoes
         self._creating: set[str] = set()
+        # volume -> the first metadata start_volume wrote (create_metadata_and_lease
+        # then has nothing left to do)
+        self._written: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"<BlockVolumeStore {self.sd}>"
@@ -310,24 +313,38 @@ class BlockVolumeStore:
             # created active where the data path exists: qemu-img writes it next, and
             # end_claim deactivates it in the lvchange that removes the claim
             active = self.lvm.device_mapper
-            try:
-                await self.lvm.create_lv(self.sd, vol, size, tags=tags, activate=active)
-            except LvmError as e:
-                log.error("cannot create LV %s/%s: %s", self.sd, vol, e)
-                if "already exists" in e.err:
-                    raise errors.VolumeAlreadyExists(vol) from None
-                # lvcreate may fail after making the LV: the rollback finds it by claim
-                raise errors.CannotCreateLogicalVolume(vol, e.err) from None
-            if active:
-                self._active[vol] = self._active.get(vol, 0) + 1
-                self._creating.add(vol)
+
+            async def create() -> None:
+                try:
+                    await self.lvm.create_lv(self.sd, vol, size, tags=tags, activate=active)
+                except LvmError as e:
+                    log.error("cannot create LV %s/%s: %s", self.sd, vol, e)
+                    if "already exists" in e.err:
+                        raise errors.VolumeAlreadyExists(vol) from None
+                    # lvcreate may fail after making the LV: the rollback finds it by claim
+                    raise errors.CannotCreateLogicalVolume(vol, e.err) from None
+                if active:
+                    self._active[vol] = self._active.get(vol, 0) + 1
+                    self._creating.add(vol)
+
+            if not active:
+                await create()  # no data path: the slot cannot be written here
+                return
+            # No LV names the slot yet, so nobody reads it or its lease: both are written
+            # while lvcreate runs.  A crash in between leaves a slot that no tag points
+            # to, which is free space to every reader.  (These writes would delay
+            # lvcreate if udev watched the domain's LVs: udev/57-vdsm-lvm.rules.)
+            data = md.to_bytes(self._version)
+            await together(create(), self._write_slot_and_lease(vol, slot, data))
+            self._written[vol] = data
 
     async def create_metadata_and_lease(self, img: str, vol: str, md: VolumeMetadata) -> None:
-        # Independent: written side by side.  (Not while lvcreate runs: measured in the
-        # kernel lab, I/O on the PV beside LVM's metadata commit slowed lvcreate by
-        # more than these writes take afterwards.)
         data = md.to_bytes(self._version)
-        slot = await self._slot(img, vol)
+        if self._written.pop(vol, None) == data:
+            return  # start_volume wrote them while lvcreate ran
+        await self._write_slot_and_lease(vol, await self._slot(img, vol), data)
+
+    async def _write_slot_and_lease(self, vol: str, slot: int, data: bytes) -> None:
         lease = self._lease_at(slot)
         await together(
             self._write_slot(slot, data),
@@ -337,6 +354,7 @@ class BlockVolumeStore:
     async def end_claim(self, img: str, vol: str, token: str) -> None:
         """The claim and INITIALIZING tags go; the activation start_volume made is
         undone by the same lvchange when nothing else still uses the LV."""
+        self._written.pop(vol, None)
         deactivate = False
         if vol in self._creating:
             self._creating.discard(vol)
@@ -361,6 +379,7 @@ class BlockVolumeStore:
             log.warning("cannot deactivate %s in %s: %s", vol, self.sd, e)
 
     async def remove_claimed(self, img: str, vol: str, token: str) -> bool:
+        self._written.pop(vol, None)
         self.lvm.invalidate_lvs(self.sd)
         lv = await self._lvm(self.lvm.lv(self.sd, vol))
         if lv is None or parse_tags(lv.tags).claim != token:
