@@ -100,7 +100,9 @@ class VolumeStore(Protocol):
     ) -> None:
         """Creates the volume's empty data storage claimed by `token` (file: a claim
         link; block: an LV tagged OVIRT_VOL_INITIALIZING, sized from `md` or
-        `initial_size`, with its metadata slot); 212 VolumeAlreadyExists if taken."""
+        `initial_size`, with its metadata slot, which it may already fill with `md`
+        and whose lease it may format while lvcreate runs); 212 VolumeAlreadyExists
+        if taken."""
         ...
 
     async def create_metadata_and_lease(self, img: str, vol: str, md: VolumeMetadata) -> None:
