@@ -32,7 +32,9 @@ def write_and_close(path: str) -> None:
 
 
 def test_rules_are_installed_as_shipped() -> None:
-    for rule in RULES.glob("*.rules"):
+    shipped = sorted(RULES.glob("*.rules"))
+    assert shipped, f"no rules in {RULES}"
+    for rule in shipped:
         assert (Path("/etc/udev/rules.d") / rule.name).read_bytes() == rule.read_bytes()
 
 
